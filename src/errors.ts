@@ -1,0 +1,200 @@
+/**
+ * Typed errors thrown by shadow-sync's adapters (transports, update engine, device agent).
+ * The pure core never throws these for service rules: it returns a {@link Rejection} instead.
+ */
+import type { Rejection } from './core/document.js';
+
+const BRAND = Symbol.for('shadow-sync.ShadowError');
+
+/** Machine-readable code of every {@link ShadowError}. */
+export type ShadowErrorCode =
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'REJECTED'
+  | 'THROTTLED'
+  | 'LIMIT'
+  | 'VALIDATION'
+  | 'TIMEOUT'
+  | 'OPTIONS'
+  | 'TRANSPORT';
+
+/** Context every shadow error may carry. */
+export interface ShadowErrorContext {
+  thingName?: string;
+  shadowName?: string;
+  /** The version the failed request expected, for versioned updates. */
+  expectedVersion?: number;
+  /** The AWS error type (for example `ConflictException`) when the service answered. */
+  awsCode?: string;
+  /** The AWS message when the service answered. */
+  awsMessage?: string;
+  /** The HTTP status (or MQTT `rejected` code) when the service answered. */
+  statusCode?: number;
+  cause?: unknown;
+}
+
+/** Base class of every error shadow-sync throws. Use {@link isShadowError} rather than `instanceof`. */
+export abstract class ShadowError extends Error {
+  abstract override readonly name: string;
+  abstract readonly code: ShadowErrorCode;
+  readonly thingName: string | undefined;
+  readonly shadowName: string | undefined;
+  readonly expectedVersion: number | undefined;
+  readonly awsCode: string | undefined;
+  readonly awsMessage: string | undefined;
+  readonly statusCode: number | undefined;
+
+  constructor(message: string, context: ShadowErrorContext = {}) {
+    super(message, context.cause === undefined ? undefined : { cause: context.cause });
+    this.thingName = context.thingName;
+    this.shadowName = context.shadowName;
+    this.expectedVersion = context.expectedVersion;
+    this.awsCode = context.awsCode;
+    this.awsMessage = context.awsMessage;
+    this.statusCode = context.statusCode;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+}
+
+/** The shadow does not exist (404 `No shadow exists with name: ...`). */
+export class ShadowNotFoundError extends ShadowError {
+  override readonly name = 'ShadowNotFoundError' as const;
+  readonly code = 'NOT_FOUND' as const;
+}
+
+/** A versioned update kept losing to other writers until the retry budget ran out. */
+export class ShadowConflictError extends ShadowError {
+  override readonly name = 'ShadowConflictError' as const;
+  readonly code = 'CONFLICT' as const;
+  /** Requests made before giving up. */
+  readonly attempts: number;
+  /** The newest document seen, if any. */
+  readonly lastDocument: unknown;
+  constructor(message: string, context: ShadowErrorContext & { attempts: number; lastDocument?: unknown }) {
+    super(message, context);
+    this.attempts = context.attempts;
+    this.lastDocument = context.lastDocument;
+  }
+}
+
+/** The service refused a request for a reason other than not-found, conflict or throttling. */
+export class ShadowRejectedError extends ShadowError {
+  override readonly name = 'ShadowRejectedError' as const;
+  readonly code = 'REJECTED' as const;
+}
+
+/** The service throttled the request (429) and retries, if any, were exhausted. */
+export class ShadowThrottledError extends ShadowError {
+  override readonly name = 'ShadowThrottledError' as const;
+  readonly code = 'THROTTLED' as const;
+}
+
+/** A request would break a service limit (size, depth, name, clientToken); refused before sending. */
+export class ShadowLimitError extends ShadowError {
+  override readonly name = 'ShadowLimitError' as const;
+  readonly code = 'LIMIT' as const;
+  /** Which limit: for example `maxStateBytes`, `maxDepth`, `thingName`. */
+  readonly limit: string;
+  constructor(message: string, context: ShadowErrorContext & { limit: string }) {
+    super(message, context);
+    this.limit = context.limit;
+  }
+}
+
+/** One problem found while validating a document against a schema. */
+export interface ValidationIssue {
+  /** Path of the offending value, from the document root. */
+  path: (string | number)[];
+  message: string;
+}
+
+/** A document read or a patch written does not satisfy the shadow's schema. */
+export class ShadowValidationError extends ShadowError {
+  override readonly name = 'ShadowValidationError' as const;
+  readonly code = 'VALIDATION' as const;
+  readonly issues: readonly ValidationIssue[];
+  constructor(message: string, context: ShadowErrorContext & { issues: readonly ValidationIssue[] }) {
+    super(message, context);
+    this.issues = context.issues;
+  }
+}
+
+/** No response arrived within the request timeout. */
+export class ShadowTimeoutError extends ShadowError {
+  override readonly name = 'ShadowTimeoutError' as const;
+  readonly code = 'TIMEOUT' as const;
+  readonly timeoutMs: number;
+  constructor(message: string, context: ShadowErrorContext & { timeoutMs: number }) {
+    super(message, context);
+    this.timeoutMs = context.timeoutMs;
+  }
+}
+
+/** Options passed to a shadow-sync factory are invalid. */
+export class ShadowOptionsError extends ShadowError {
+  override readonly name = 'ShadowOptionsError' as const;
+  readonly code = 'OPTIONS' as const;
+}
+
+/** The transport failed (connection closed, network error) without a service answer. */
+export class ShadowTransportError extends ShadowError {
+  override readonly name = 'ShadowTransportError' as const;
+  readonly code = 'TRANSPORT' as const;
+}
+
+/** True for any {@link ShadowError}, even one created by another copy of this package. */
+export function isShadowError(value: unknown): value is ShadowError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}
+
+function hasCode<C extends ShadowErrorCode>(code: C) {
+  return (value: unknown): boolean => isShadowError(value) && value.code === code;
+}
+
+/** True for a {@link ShadowNotFoundError} from any copy of this package. */
+export const isShadowNotFoundError = hasCode('NOT_FOUND') as (value: unknown) => value is ShadowNotFoundError;
+/** True for a {@link ShadowConflictError} from any copy of this package. */
+export const isShadowConflictError = hasCode('CONFLICT') as (value: unknown) => value is ShadowConflictError;
+/** True for a {@link ShadowThrottledError} from any copy of this package. */
+export const isShadowThrottledError = hasCode('THROTTLED') as (
+  value: unknown,
+) => value is ShadowThrottledError;
+/** True for a {@link ShadowValidationError} from any copy of this package. */
+export const isShadowValidationError = hasCode('VALIDATION') as (
+  value: unknown,
+) => value is ShadowValidationError;
+
+/**
+ * Turns a service rejection into the matching typed error, naming the shadow.
+ *
+ * @param rejection - the status, message and AWS error type the service answered with
+ * @param context - which shadow, and the version the request expected
+ */
+export function errorFromRejection(rejection: Rejection, context: ShadowErrorContext = {}): ShadowError {
+  const target = describeTarget(context);
+  const full: ShadowErrorContext = {
+    ...context,
+    awsCode: rejection.errorType,
+    awsMessage: rejection.message,
+    statusCode: rejection.code,
+  };
+  const text = `${target}: ${rejection.errorType} (${rejection.code}) ${rejection.message}`;
+  switch (rejection.code) {
+    case 404:
+      return new ShadowNotFoundError(text, full);
+    case 409:
+      return new ShadowConflictError(text, { ...full, attempts: 1 });
+    case 429:
+      return new ShadowThrottledError(text, full);
+    default:
+      return new ShadowRejectedError(text, full);
+  }
+}
+
+/** `shadow 'name' of thing 'thing'` or `classic shadow of thing 'thing'`, for messages. */
+export function describeTarget(context: { thingName?: string; shadowName?: string }): string {
+  const thing = context.thingName === undefined ? 'unknown thing' : `thing '${context.thingName}'`;
+  return context.shadowName === undefined
+    ? `classic shadow of ${thing}`
+    : `shadow '${context.shadowName}' of ${thing}`;
+}
