@@ -1,0 +1,109 @@
+/**
+ * Metadata trees: the per-leaf timestamps the service keeps beside `desired` and `reported` (spec 1.1, 2.9).
+ * A metadata tree mirrors its state tree: objects stay objects, arrays get one entry per element, every
+ * scalar leaf becomes `{ timestamp }` (epoch seconds of the update that last wrote it).
+ */
+import type { JsonObject, JsonValue, LeafMetadata, MetadataNode, MetadataObject } from './document.js';
+import { fastCopy, isJsonObject, setOwn } from './merge.js';
+
+/**
+ * Metadata of a value written at `timestamp`: a scalar (or `null`) becomes `{ timestamp }`, an array one
+ * node per element, an object an object of nodes (an empty object gets `{}`). Used for stored values and
+ * for the `update/accepted` echo, where a `null` leaf or section is stamped too (spec 1.3).
+ * Object properties whose value is `undefined` are skipped, as `JSON.stringify` would.
+ *
+ * @param value - the value written
+ * @param timestamp - epoch seconds
+ * @example metadataFor({ on: true, rgb: [1, 2] }, 7) // { on: { timestamp: 7 }, rgb: [{ timestamp: 7 }, { timestamp: 7 }] }
+ */
+export function metadataFor(value: JsonValue, timestamp: number): MetadataNode {
+  if (Array.isArray(value)) return value.map((element) => metadataFor(element, timestamp));
+  if (isJsonObject(value)) {
+    // Same keys as the value, overwritten in place (see fastCopy for why no key is added one by one).
+    let out = { ...value } as unknown as MetadataObject;
+    let reshaped = false;
+    for (const key of Object.keys(out)) {
+      const child = value[key];
+      if (child === undefined) {
+        delete out[key];
+        reshaped = true;
+      } else {
+        setOwn(out, key, metadataFor(child, timestamp));
+      }
+    }
+    if (reshaped) out = fastCopy(out);
+    return out;
+  }
+  return { timestamp };
+}
+
+/**
+ * True when `node` is the metadata of a scalar leaf (`{ timestamp: number }`), as opposed to the metadata of
+ * an object (which may itself have a key named `timestamp`, but then its value is a node, never a number).
+ *
+ * @param node - any metadata node
+ */
+export function isLeafMetadata(node: MetadataNode | undefined): node is LeafMetadata {
+  return (
+    typeof node === 'object' &&
+    node !== null &&
+    !Array.isArray(node) &&
+    typeof (node as { timestamp?: unknown }).timestamp === 'number'
+  );
+}
+
+/** True when `node` is the metadata of an object (not of a leaf, not of an array). */
+function isObjectMetadata(node: MetadataNode | undefined): node is MetadataObject {
+  return typeof node === 'object' && node !== null && !Array.isArray(node) && !isLeafMetadata(node);
+}
+
+/**
+ * The metadata of a section after an update, following the same rules as the state merge
+ * ({@link mergeSection}): every leaf the patch writes gets `timestamp`, untouched leaves keep theirs, a key
+ * set to `null` loses its metadata, a value whose type changes (scalar, array, object) gets a fresh subtree,
+ * and an object patched into an object is merged key by key. Inputs are never mutated; unchanged subtrees
+ * are shared with `stored`.
+ *
+ * @param stored - the section's current metadata, if any
+ * @param patch - the section of the update request; `null` removes the section
+ * @param timestamp - epoch seconds of the update
+ * @returns the new metadata, or `undefined` when the section ends up empty (it is then not stored)
+ */
+export function mergeSectionMetadata(
+  stored: MetadataObject | undefined,
+  patch: JsonObject | null,
+  timestamp: number,
+): MetadataObject | undefined {
+  if (patch === null) return undefined;
+  const merged = mergeMetadataObject(stored ?? {}, patch, timestamp);
+  return Object.keys(merged).length === 0 ? undefined : merged;
+}
+
+function mergeMetadataObject(base: MetadataObject, patch: JsonObject, timestamp: number): MetadataObject {
+  let out: MetadataObject | undefined;
+  let reshaped = false;
+  for (const key of Object.keys(patch)) {
+    const value = patch[key];
+    if (value === undefined) continue;
+    const current = Object.hasOwn(base, key) ? base[key] : undefined;
+    if (value === null) {
+      if (current !== undefined) {
+        out ??= { ...base };
+        delete out[key];
+        reshaped = true;
+      }
+      continue;
+    }
+    // Mirrors the state merge: an object patched over anything but an object starts from an empty object,
+    // so nulls inside it are dropped and empty objects stay (`{"n":{"m":null}}` stores `n: {}`).
+    const next = isJsonObject(value)
+      ? mergeMetadataObject(isObjectMetadata(current) ? current : {}, value, timestamp)
+      : metadataFor(value, timestamp);
+    if (next !== current) {
+      out ??= { ...base };
+      if (current === undefined) reshaped = true;
+      setOwn(out, key, next);
+    }
+  }
+  return out === undefined ? base : reshaped ? fastCopy(out) : out;
+}

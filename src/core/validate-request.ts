@@ -1,0 +1,183 @@
+/**
+ * Structural validation of an update request (spec 5.1, 5.3 steps 2 to 10), with AWS's exact texts.
+ */
+import type { JsonObject, Rejection, UpdateRequest, UpdateState } from './document.js';
+import { DEFAULT_LIMITS, type ShadowLimits, utf8ByteLength } from './limits.js';
+
+/** The result of {@link validateUpdateRequest}: the typed request, or the rejection to send. */
+export type ValidateResult = { ok: true; request: UpdateRequest } | { ok: false; rejection: Rejection };
+
+/**
+ * The texts of the 400 rejections an update request can get. All are AWS's documented texts (spec 5.1)
+ * except `arrayWithNull`: AWS documents that arrays must not contain `null` but not the message, so we
+ * chose a descriptive one.
+ */
+export const REQUEST_REJECTION_MESSAGES = Object.freeze({
+  invalidJson: 'Invalid JSON',
+  missingState: 'Missing required node: state',
+  stateNotObject: 'State node must be an object',
+  invalidStateNode: (key: string) => `State contains an invalid node: '${key}'`,
+  desiredNotObject: 'Desired node must be an object',
+  reportedNotObject: 'Reported node must be an object',
+  arrayWithNull: 'Arrays in the state must not contain null',
+  tooDeep: (maxDepth: number) => `JSON contains too many levels of nesting; maximum is ${maxDepth}`,
+  invalidClientToken: 'Invalid clientToken',
+  invalidVersion: 'Invalid version',
+});
+
+/**
+ * The request's `clientToken` if it can be echoed: a string of at most `maxClientTokenBytes` UTF-8 bytes
+ * in a JSON object. Read before anything else is checked, so every rejection of a request carrying a valid
+ * token echoes it (spec 5.3). Also reads the optional token of `/get` and `/delete` payloads.
+ *
+ * @param request - the parsed request (any JSON value)
+ * @param maxClientTokenBytes - the limit in force
+ * @returns the token, or `undefined` when absent or not valid
+ */
+export function readClientToken(
+  request: unknown,
+  maxClientTokenBytes: number = DEFAULT_LIMITS.maxClientTokenBytes,
+): string | undefined {
+  if (typeof request !== 'object' || request === null || Array.isArray(request)) return undefined;
+  const token = (request as Record<string, unknown>).clientToken;
+  return isValidClientToken(token, maxClientTokenBytes) ? token : undefined;
+}
+
+function isValidClientToken(token: unknown, maxBytes: number): token is string {
+  // Only the length is documented (64 bytes); an empty string is accepted like any short token.
+  return typeof token === 'string' && utf8ByteLength(token) <= maxBytes;
+}
+
+/**
+ * Checks the shape of an update request in the spec 5.3 order and returns it typed:
+ * 1. not a JSON object (array, string, number, boolean, null) → `Invalid JSON` (spec 5.3 step 2 says the
+ *    payload must parse "as a JSON object"; AWS does not document this case);
+ * 2. no `state` key → `Missing required node: state`;
+ * 3. `state` neither object nor `null` → `State node must be an object`;
+ * 4. a key in `state` other than `desired` / `reported` → `State contains an invalid node: '<key>'`
+ *    (the first one in key order);
+ * 5. `desired`, then `reported`, neither object nor `null` → `Desired node must be an object` /
+ *    `Reported node must be an object`;
+ * 6. an array holding `null` → {@link REQUEST_REJECTION_MESSAGES}.arrayWithNull; a value JSON cannot carry
+ *    (only from JavaScript callers: `undefined` in an array, `NaN`, a function, a class instance) →
+ *    `Invalid JSON`;
+ * 7. nesting deeper than `maxDepth` (see {@link nestingDepth}) → `JSON contains too many levels of nesting;
+ *    maximum is <maxDepth>`;
+ * 8. `clientToken` present but not a string of at most `maxClientTokenBytes` bytes → `Invalid clientToken`;
+ * 9. `version` present but not an integer in [0, 2^53) → `Invalid version` (`null` included).
+ *
+ * Unknown top-level keys are ignored (spec 1.1). All rejections are 400 InvalidRequestException and echo
+ * the clientToken when {@link readClientToken} could read it. Values are not copied: the returned request
+ * shares its objects with the input.
+ *
+ * @param request - the parsed request
+ * @param limits - the limits in force (`maxDepth`, `maxClientTokenBytes`); defaults to {@link DEFAULT_LIMITS}
+ * @example validateUpdateRequest({ state: { delta: {} } }) // { ok: false, rejection: { code: 400, message: "State contains an invalid node: 'delta'", ... } }
+ */
+export function validateUpdateRequest(
+  request: unknown,
+  limits: Pick<ShadowLimits, 'maxDepth' | 'maxClientTokenBytes'> = DEFAULT_LIMITS,
+): ValidateResult {
+  const clientToken = readClientToken(request, limits.maxClientTokenBytes);
+  const reject = (message: string): ValidateResult => ({
+    ok: false,
+    rejection:
+      clientToken === undefined
+        ? { code: 400, message, errorType: 'InvalidRequestException' }
+        : { code: 400, message, errorType: 'InvalidRequestException', clientToken },
+  });
+  const messages = REQUEST_REJECTION_MESSAGES;
+  if (!isPlainObject(request)) return reject(messages.invalidJson);
+  if (!Object.hasOwn(request, 'state') || request.state === undefined) return reject(messages.missingState);
+
+  const rawState = request.state;
+  let state: UpdateState | null = null;
+  if (rawState !== null) {
+    if (!isPlainObject(rawState)) return reject(messages.stateNotObject);
+    for (const key of Object.keys(rawState)) {
+      if (key !== 'desired' && key !== 'reported' && rawState[key] !== undefined) {
+        return reject(messages.invalidStateNode(key));
+      }
+    }
+    const { desired, reported } = rawState;
+    if (desired !== undefined && desired !== null && !isPlainObject(desired)) {
+      return reject(messages.desiredNotObject);
+    }
+    if (reported !== undefined && reported !== null && !isPlainObject(reported)) {
+      return reject(messages.reportedNotObject);
+    }
+    const sections = [desired, reported].filter(isPlainObject);
+    let problem: Problem = 'none';
+    for (const section of sections) problem = worst(problem, inspect(section, 1, limits.maxDepth));
+    if (problem === 'notJson') return reject(messages.invalidJson);
+    if (problem === 'arrayWithNull') return reject(messages.arrayWithNull);
+    if (problem === 'tooDeep') return reject(messages.tooDeep(limits.maxDepth));
+    // Built in the request's key order, so the accepted echo serializes exactly like the request's state.
+    state = {};
+    for (const key of Object.keys(rawState)) {
+      if (key === 'desired' && desired !== undefined) state.desired = desired as JsonObject | null;
+      if (key === 'reported' && reported !== undefined) state.reported = reported as JsonObject | null;
+    }
+  }
+
+  const token = request.clientToken;
+  if (token !== undefined && !isValidClientToken(token, limits.maxClientTokenBytes)) {
+    return reject(messages.invalidClientToken);
+  }
+  const version = request.version;
+  if (
+    version !== undefined &&
+    !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 0)
+  ) {
+    return reject(messages.invalidVersion);
+  }
+
+  const typed: UpdateRequest = { state };
+  if (version !== undefined) typed.version = version;
+  if (clientToken !== undefined) typed.clientToken = clientToken;
+  return { ok: true, request: typed };
+}
+
+type Problem = 'none' | 'tooDeep' | 'arrayWithNull' | 'notJson';
+const SEVERITY: Record<Problem, number> = { none: 0, tooDeep: 1, arrayWithNull: 2, notJson: 3 };
+
+function worst(a: Problem, b: Problem): Problem {
+  return SEVERITY[a] >= SEVERITY[b] ? a : b;
+}
+
+/** True for an object created by JSON.parse or an object literal (not an array, not a class instance). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Walks a container at nesting level `level`, reporting the most severe problem. Stops descending below
+ * `maxDepth + 1`, so a hostile, very deep payload cannot overflow the stack (a null inside an array that
+ * deep is then reported as too deep).
+ */
+function inspect(container: Record<string, unknown> | unknown[], level: number, maxDepth: number): Problem {
+  if (level > maxDepth) return 'tooDeep';
+  let problem: Problem = 'none';
+  const isArray = Array.isArray(container);
+  const values: unknown[] = isArray ? container : Object.values(container);
+  for (const value of values) {
+    let found: Problem = 'none';
+    if (value === null) {
+      if (isArray) found = 'arrayWithNull';
+    } else if (value === undefined) {
+      // A missing property is fine (JSON.stringify drops it); a hole or undefined element is not JSON.
+      if (isArray) found = 'notJson';
+    } else if (Array.isArray(value) || isPlainObject(value)) {
+      found = inspect(value, level + 1, maxDepth);
+    } else if (typeof value === 'number') {
+      if (!Number.isFinite(value)) found = 'notJson';
+    } else if (typeof value !== 'string' && typeof value !== 'boolean') {
+      found = 'notJson';
+    }
+    problem = worst(problem, found);
+    if (problem === 'notJson') return problem;
+  }
+  return problem;
+}
