@@ -12,7 +12,8 @@ const require = createRequire(`${root}package.json`);
 
 /** Entry point → names every build of it must export. */
 const expected: Record<string, string[]> = {
-  '.': ['computeDelta', 'DEFAULT_LIMITS', 'ShadowError', 'isShadowError', 'errorFromRejection'],
+  '.': ['applyUpdate', 'computeDelta', 'DEFAULT_LIMITS', 'ShadowError', 'isShadowError', 'errorFromRejection'],
+  './emulator': ['startShadowService', 'createShadowEngine', 'startMqttFront', 'openJournal'],
 };
 
 describe('built package', () => {

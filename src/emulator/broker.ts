@@ -1,0 +1,606 @@
+/**
+ * The local service's embedded MQTT broker: aedes on a plain TCP or TLS server, with authentication and
+ * authorization in the manner of an AWS IoT policy that uses `${iot:Connection.Thing.ThingName}`.
+ *
+ * Identities:
+ * - a client presenting the configured service credentials (username + password) is a *service* client and
+ *   may use every topic (apps, rules, tests that watch every thing);
+ * - any other client is a *device*: its thing name is its client id or, over TLS with client certificates,
+ *   its certificate's CN (the client id must then equal the CN, as with AWS IoT's usual policy
+ *   `iot:Connect` on `client/${iot:Connection.Thing.ThingName}`).
+ *
+ * A device may publish only to its own shadows' request topics (`get`, `update`, `delete`, classic and named:
+ * AWS's reserved-topic table allows clients only "Publish" on those and only "Subscribe" on the responses),
+ * subscribe only to filters inside `$aws/things/<thing>/shadow/#`, and publish/subscribe inside its telemetry
+ * patterns. Messages are delivered at most at QoS 1, like AWS IoT (aedes' SUBACK still echoes a requested
+ * QoS 2: it computes the return code before authorization).
+ *
+ * A denied subscription gets SUBACK return code 128; a denied publish is dropped (acknowledged at QoS 1 so the
+ * client does not retry forever) or, if configured, the client is disconnected as AWS does for MQTT 3.1.1.
+ * Either way the denial is logged and counted, and other clients are not disturbed.
+ *
+ * The wildcard `+`/`#` levels of a policy pattern match like MQTT filters; a thing name can never contain `/`,
+ * `+` or `#` (the core's thing-name rule), so a client id cannot widen its own policy.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { checkThingName } from '../core/limits.js';
+import { ShadowOptionsError } from '../errors.js';
+
+/** Where the broker and the MQTT front report what they refused or could not do; silent by default. */
+export interface MqttLogger {
+  warn(message: string, details?: Record<string, unknown>): void;
+}
+
+/** TLS for the embedded broker (PEM strings or buffers). */
+export interface BrokerTlsOptions {
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** CA that signs client certificates. */
+  ca?: string | Buffer;
+  /**
+   * Require and verify a client certificate (signed by `ca`); a device's thing name is then its certificate CN.
+   * @defaultValue false
+   */
+  requestCert?: boolean;
+}
+
+/** Username and password that make a client a service client, allowed on every topic. */
+export interface ServiceCredentials {
+  username: string;
+  password: string;
+}
+
+/** Authorization in the manner of an AWS IoT policy. */
+export interface BrokerAuthOptions {
+  /** The service credentials; without them every client is a device. */
+  serviceCredentials?: ServiceCredentials;
+  /**
+   * MQTT topic filters a device may publish and subscribe to besides its shadows, with `{thingName}` replaced by
+   * the device's thing name.
+   * @defaultValue ['my/things/{thingName}/#']
+   */
+  telemetryTopics?: readonly string[];
+  /**
+   * What happens to a denied publish: `'drop'` (acknowledged and discarded) or `'disconnect'` (AWS IoT's MQTT 3.1.1
+   * behaviour).
+   * @defaultValue 'drop'
+   */
+  deniedPublish?: 'drop' | 'disconnect';
+}
+
+/** A publish made by a connected client (or its will), as the broker received it. */
+export interface ClientPublish {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  /** The publisher's MQTT client id (undefined when unknown, e.g. behind an external broker). */
+  clientId: string | undefined;
+  /** True when this is the client's last-will message. */
+  will: boolean;
+}
+
+/** Options of {@link startBroker}. */
+export interface BrokerOptions {
+  /**
+   * Interface to bind.
+   * @defaultValue '127.0.0.1'
+   */
+  host?: string;
+  /**
+   * Port to bind; 0 picks a free port.
+   * @defaultValue 0
+   */
+  port?: number;
+  /** Serve MQTT over TLS (`mqtts://`). */
+  tls?: BrokerTlsOptions;
+  /** Enforce the per-thing policy; without it the broker is open (every client may use every topic). */
+  auth?: BrokerAuthOptions;
+  /**
+   * aedes `concurrency`: messages the broker routes at once. The default 100 lets a burst of pipelined shadow
+   * updates (each fans out into 3-4 responses) queue behind a subscriber whose socket is momentarily full;
+   * 1000 keeps fast clients flowing through such bursts, while `drainTimeoutMs` bounds a frozen one.
+   * @defaultValue 1000
+   */
+  concurrency?: number;
+  /**
+   * aedes `drainTimeout`: how long a subscriber's full socket may block delivery before that subscriber is
+   * disconnected. aedes' 60 s default lets one stuck test client stall everyone for a minute; 10 s is far above
+   * any loopback hiccup yet short enough that other clients recover.
+   * @defaultValue 10000
+   */
+  drainTimeoutMs?: number;
+  /** Receives denials and errors; silent by default. */
+  logger?: MqttLogger;
+  /**
+   * Called for every authorized client publish (and will), synchronously, in the order the broker received
+   * them, before they are routed to subscribers.
+   */
+  onClientPublish?: (publish: ClientPublish) => void;
+}
+
+/** Counters of the broker. */
+export interface BrokerStats {
+  /** Clients connected now. */
+  connectedClients: number;
+  /** Connections accepted (authenticated) since start. */
+  acceptedConnections: number;
+  /** Connections refused by authentication (bad password, bad client id, CN mismatch). */
+  rejectedConnections: number;
+  deniedPublishes: number;
+  deniedSubscriptions: number;
+  /** Authorized client publishes seen. */
+  clientPublishes: number;
+}
+
+/** A running embedded broker. */
+export interface EmbeddedBroker {
+  /** `mqtt://host:port` or `mqtts://host:port`. */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** The aedes instance (for benchmarks and advanced wiring). */
+  readonly aedes: Aedes;
+  /** Publishes a message as the service, bypassing authorization. */
+  publish(
+    topic: string,
+    payload: Uint8Array | string,
+    options?: { qos?: 0 | 1; retain?: boolean },
+  ): Promise<void>;
+  /** Like {@link EmbeddedBroker.publish} without waiting (the hot path of shadow responses). */
+  publishNow(topic: string, payload: Uint8Array, qos: 0 | 1): void;
+  stats(): BrokerStats;
+  /**
+   * Lets the process exit while the broker still runs (benchmarks, tools that manage their own lifetime): the
+   * listening socket, the broker's timers and every connection accepted from now on stop keeping Node alive.
+   */
+  unref(): void;
+  /** Disconnects every client and releases the port. */
+  close(): Promise<void>;
+}
+
+/** Broker options with defaults applied. */
+export interface ResolvedBrokerOptions {
+  host: string;
+  port: number;
+  tls: BrokerTlsOptions | undefined;
+  auth: Required<Omit<BrokerAuthOptions, 'serviceCredentials'>> & { serviceCredentials?: ServiceCredentials };
+  open: boolean;
+  concurrency: number;
+  drainTimeoutMs: number;
+  logger: MqttLogger;
+  onClientPublish: ((publish: ClientPublish) => void) | undefined;
+}
+
+const SILENT: MqttLogger = Object.freeze({ warn() {} });
+
+/** Defaults of {@link BrokerOptions}. */
+export const DEFAULT_BROKER_OPTIONS = Object.freeze({
+  host: '127.0.0.1',
+  port: 0,
+  concurrency: 1000,
+  drainTimeoutMs: 10_000,
+  telemetryTopics: Object.freeze(['my/things/{thingName}/#']),
+  deniedPublish: 'drop' as const,
+});
+
+const BROKER_KEYS = new Set([
+  'host',
+  'port',
+  'tls',
+  'auth',
+  'concurrency',
+  'drainTimeoutMs',
+  'logger',
+  'onClientPublish',
+]);
+const AUTH_KEYS = new Set(['serviceCredentials', 'telemetryTopics', 'deniedPublish']);
+const TLS_KEYS = new Set(['key', 'cert', 'ca', 'requestCert']);
+
+function rejectUnknown(value: object, known: Set<string>, what: string): void {
+  for (const key of Object.keys(value)) {
+    if (!known.has(key))
+      throw new ShadowOptionsError(`unknown ${what} option '${key}' (known: ${[...known].join(', ')})`);
+  }
+}
+
+/**
+ * Validates a port number (0 = any free port).
+ *
+ * @throws ShadowOptionsError when `port` is not an integer in [0, 65535]
+ */
+export function checkPort(port: unknown, what: string): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ShadowOptionsError(`${what} must be an integer in [0, 65535], got ${String(port)}`);
+  return port;
+}
+
+/**
+ * Validates broker options and applies the defaults.
+ *
+ * @throws ShadowOptionsError for unknown keys, bad ports, bad limits, invalid topic patterns or incomplete TLS
+ */
+export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBrokerOptions {
+  rejectUnknown(options, BROKER_KEYS, 'broker');
+  const host = options.host ?? DEFAULT_BROKER_OPTIONS.host;
+  if (typeof host !== 'string' || host === '')
+    throw new ShadowOptionsError('broker host must be a non-empty string');
+  const port = checkPort(options.port ?? DEFAULT_BROKER_OPTIONS.port, 'broker port');
+  const concurrency = options.concurrency ?? DEFAULT_BROKER_OPTIONS.concurrency;
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new ShadowOptionsError(`broker concurrency must be a positive integer, got ${String(concurrency)}`);
+  const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_BROKER_OPTIONS.drainTimeoutMs;
+  if (!Number.isInteger(drainTimeoutMs) || drainTimeoutMs < 1)
+    throw new ShadowOptionsError(
+      `broker drainTimeoutMs must be a positive integer, got ${String(drainTimeoutMs)}`,
+    );
+  if (options.tls !== undefined) {
+    rejectUnknown(options.tls, TLS_KEYS, 'broker tls');
+    if (!options.tls.key || !options.tls.cert)
+      throw new ShadowOptionsError('broker tls needs both key and cert');
+    if (options.tls.requestCert === true && !options.tls.ca)
+      throw new ShadowOptionsError('broker tls requestCert needs the ca that signs client certificates');
+  }
+  const auth = options.auth ?? {};
+  rejectUnknown(auth, AUTH_KEYS, 'broker auth');
+  const telemetryTopics = auth.telemetryTopics ?? DEFAULT_BROKER_OPTIONS.telemetryTopics;
+  if (!Array.isArray(telemetryTopics))
+    throw new ShadowOptionsError('broker auth telemetryTopics must be an array of topic filters');
+  for (const pattern of telemetryTopics) {
+    const problem =
+      typeof pattern === 'string' ? filterProblem(pattern.replaceAll('{thingName}', 't')) : 'not a string';
+    if (problem !== undefined)
+      throw new ShadowOptionsError(
+        `broker auth telemetry topic ${JSON.stringify(pattern)} is invalid: ${problem}`,
+      );
+  }
+  const deniedPublish = auth.deniedPublish ?? DEFAULT_BROKER_OPTIONS.deniedPublish;
+  if (deniedPublish !== 'drop' && deniedPublish !== 'disconnect')
+    throw new ShadowOptionsError(
+      `broker auth deniedPublish must be 'drop' or 'disconnect', got ${String(deniedPublish)}`,
+    );
+  const credentials = auth.serviceCredentials;
+  if (
+    credentials !== undefined &&
+    (typeof credentials.username !== 'string' ||
+      typeof credentials.password !== 'string' ||
+      credentials.username === '')
+  )
+    throw new ShadowOptionsError(
+      'broker auth serviceCredentials need a non-empty username and a password string',
+    );
+  return {
+    host,
+    port,
+    tls: options.tls,
+    auth: {
+      telemetryTopics: [...telemetryTopics],
+      deniedPublish,
+      ...(credentials === undefined ? {} : { serviceCredentials: { ...credentials } }),
+    },
+    open: options.auth === undefined,
+    concurrency,
+    drainTimeoutMs,
+    logger: options.logger ?? SILENT,
+    onClientPublish: options.onClientPublish,
+  };
+}
+
+/** Why a topic filter is invalid, or `undefined` when it is valid (MQTT 3.1.1 section 4.7). */
+function filterProblem(filter: string): string | undefined {
+  if (filter === '') return 'empty';
+  const levels = filter.split('/');
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i] as string;
+    if (level.includes('#') && (level !== '#' || i !== levels.length - 1))
+      return "'#' must be the whole last level";
+    if (level.includes('+') && level !== '+') return "'+' must be a whole level";
+  }
+  return undefined;
+}
+
+/**
+ * True when every topic matched by `filter` is also matched by `pattern` (both MQTT topic filters; a plain topic
+ * name is a filter without wildcards, so this is also "topic matches pattern").
+ *
+ * @param filter - the topic or subscription filter a client asked for
+ * @param pattern - the filter the policy allows
+ */
+export function filterWithin(filter: string, pattern: string): boolean {
+  const f = filter.split('/');
+  const p = pattern.split('/');
+  for (let i = 0; ; i++) {
+    const pl = p[i];
+    const fl = f[i];
+    if (pl === '#') return true;
+    if (fl === undefined || pl === undefined) return fl === pl;
+    if (fl === '#') return false;
+    if (pl === '+') continue;
+    if (fl === '+' || fl !== pl) return false;
+  }
+}
+
+/** The core's thing-name rule (spec 6); a valid name also never contains an MQTT wildcard or separator. */
+function validThingName(name: string): boolean {
+  return checkThingName(name) === undefined;
+}
+
+const SHADOW_REQUEST = /^\$aws\/things\/([^/]+)\/shadow\/(?:name\/[^/+#]+\/)?(?:get|update|delete)$/;
+
+/** Publishes to this topic are discarded: denied publishes are rerouted here when they are dropped. */
+const DENIED_SINK = '$shadow-sync/denied';
+
+type Identity = { kind: 'service' } | { kind: 'device'; thingName: string };
+
+/**
+ * Decides whether a device may publish to a topic under the policy.
+ *
+ * @param thingName - the device's thing name
+ * @param topic - the topic name of the publish
+ * @param telemetryTopics - allowed telemetry patterns with `{thingName}`
+ */
+export function devicePublishAllowed(
+  thingName: string,
+  topic: string,
+  telemetryTopics: readonly string[],
+): boolean {
+  const request = SHADOW_REQUEST.exec(topic);
+  if (request !== null) return request[1] === thingName;
+  return telemetryTopics.some((pattern) => filterWithin(topic, pattern.replaceAll('{thingName}', thingName)));
+}
+
+/**
+ * Decides whether a device may subscribe to a topic filter under the policy.
+ *
+ * @param thingName - the device's thing name
+ * @param filter - the subscription filter
+ * @param telemetryTopics - allowed telemetry patterns with `{thingName}`
+ */
+export function deviceSubscribeAllowed(
+  thingName: string,
+  filter: string,
+  telemetryTopics: readonly string[],
+): boolean {
+  if (filterWithin(filter, `$aws/things/${thingName}/shadow/#`)) return true;
+  return telemetryTopics.some((pattern) =>
+    filterWithin(filter, pattern.replaceAll('{thingName}', thingName)),
+  );
+}
+
+function authError(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+function sameSecret(given: Buffer | undefined, expected: string): boolean {
+  if (given === undefined) return false;
+  const want = Buffer.from(expected, 'utf8');
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/**
+ * Starts the embedded broker.
+ *
+ * @param options - see {@link BrokerOptions}
+ * @returns the running broker; call `close()` to release it
+ * @throws ShadowOptionsError for invalid options; the listen error when the port is taken
+ * @example
+ * const broker = await startBroker({ auth: { serviceCredentials: { username: 'svc', password: 'secret' } } });
+ * console.log(broker.url); // mqtt://127.0.0.1:41234
+ * await broker.close();
+ */
+export async function startBroker(options: BrokerOptions = {}): Promise<EmbeddedBroker> {
+  const resolved = resolveBrokerOptions(options);
+  const { logger, auth } = resolved;
+  const identities = new WeakMap<Client, Identity>();
+  const counts = {
+    acceptedConnections: 0,
+    rejectedConnections: 0,
+    deniedPublishes: 0,
+    deniedSubscriptions: 0,
+    clientPublishes: 0,
+  };
+  const onClientPublish = resolved.onClientPublish;
+
+  const aedes = await Aedes.createBroker({
+    concurrency: resolved.concurrency,
+    drainTimeout: resolved.drainTimeoutMs,
+    authenticate(client, username, password, done) {
+      const identity = identify(client, username, password);
+      if (identity instanceof Error) {
+        counts.rejectedConnections++;
+        logger.warn(`mqtt connection refused: ${identity.message}`, { clientId: client.id });
+        done(identity, false);
+        return;
+      }
+      identities.set(client, identity);
+      counts.acceptedConnections++;
+      done(null, true);
+    },
+    authorizePublish(client, packet, done) {
+      if (client === null) return done(null);
+      if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
+      const identity = identities.get(client);
+      const allowed =
+        identity?.kind === 'service' ||
+        (identity?.kind === 'device' &&
+          devicePublishAllowed(identity.thingName, packet.topic, auth.telemetryTopics));
+      if (!allowed) {
+        counts.deniedPublishes++;
+        logger.warn('mqtt publish denied', { clientId: client.id, topic: packet.topic });
+        if (auth.deniedPublish === 'disconnect')
+          return done(new Error(`publish to ${packet.topic} not authorized`));
+        packet.topic = DENIED_SINK;
+        packet.retain = false;
+        return done(null);
+      }
+      counts.clientPublishes++;
+      if (onClientPublish !== undefined) {
+        const payload = packet.payload;
+        onClientPublish({
+          topic: packet.topic,
+          payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+          qos: packet.qos,
+          retain: packet.retain,
+          clientId: client.id,
+          will: packet === (client as Client & { will?: unknown }).will,
+        });
+      }
+      done(null);
+    },
+    authorizeSubscribe(client, subscription, done) {
+      const identity = identities.get(client);
+      const allowed =
+        identity?.kind === 'service' ||
+        (identity?.kind === 'device' &&
+          deviceSubscribeAllowed(identity.thingName, subscription.topic, auth.telemetryTopics));
+      if (allowed) {
+        // AWS IoT has no QoS 2: deliver at most QoS 1.
+        if (subscription.qos > 1) subscription.qos = 1;
+        return done(null, subscription);
+      }
+      counts.deniedSubscriptions++;
+      logger.warn('mqtt subscription denied', { clientId: client.id, topic: subscription.topic });
+      done(null, null);
+    },
+    authorizeForward(_client, packet) {
+      return packet.topic === DENIED_SINK ? null : packet;
+    },
+  });
+
+  function identify(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+  ): Identity | AuthenticateError {
+    const conn = client.conn as Socket | TLSSocket;
+    const cert =
+      'getPeerCertificate' in conn && resolved.tls?.requestCert === true
+        ? conn.getPeerCertificate()
+        : undefined;
+    if (resolved.open) return { kind: 'service' };
+    const credentials = auth.serviceCredentials;
+    if (credentials !== undefined && username === credentials.username) {
+      if (sameSecret(password, credentials.password)) return { kind: 'service' };
+      return authError('bad service password', 4);
+    }
+    if (cert !== undefined && cert !== null && Object.keys(cert).length > 0) {
+      const cn = cert.subject?.CN;
+      const thingName = Array.isArray(cn) ? cn[0] : cn;
+      if (typeof thingName !== 'string' || !validThingName(thingName))
+        return authError(`certificate CN ${JSON.stringify(thingName)} is not a valid thing name`, 5);
+      if (client.id !== thingName)
+        return authError(`client id '${client.id}' does not match certificate CN '${thingName}'`, 5);
+      return { kind: 'device', thingName };
+    }
+    if (!validThingName(client.id))
+      return authError(`client id '${client.id}' is not a valid thing name ([a-zA-Z0-9:_-], 1-128)`, 2);
+    return { kind: 'device', thingName: client.id };
+  }
+
+  aedes.on('clientError', (client, error) => {
+    logger.warn(`mqtt client error: ${error.message}`, { clientId: client.id });
+  });
+  aedes.on('connectionError', (client, error) => {
+    logger.warn(`mqtt connection error: ${error.message}`, { clientId: client.id });
+  });
+
+  let unrefSockets = false;
+  const onSocket = (socket: Socket) => {
+    socket.setNoDelay(true);
+    if (unrefSockets) socket.unref();
+    aedes.handle(socket);
+  };
+  const server: Server =
+    resolved.tls === undefined
+      ? createNetServer(onSocket)
+      : createTlsServer(
+          {
+            key: resolved.tls.key,
+            cert: resolved.tls.cert,
+            ...(resolved.tls.ca === undefined ? {} : { ca: resolved.tls.ca }),
+            requestCert: resolved.tls.requestCert === true,
+            rejectUnauthorized: resolved.tls.requestCert === true,
+          },
+          onSocket,
+        );
+  if (resolved.tls !== undefined) {
+    server.on('tlsClientError', (error: Error) => logger.warn(`mqtt tls handshake failed: ${error.message}`));
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(resolved.port, resolved.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    throw error;
+  }
+  const address = server.address() as AddressInfo;
+  const scheme = resolved.tls === undefined ? 'mqtt' : 'mqtts';
+  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  let closing: Promise<void> | undefined;
+
+  return {
+    url: `${scheme}://${urlHost}:${address.port}`,
+    host: address.address,
+    port: address.port,
+    aedes,
+    publish(topic, payload, publishOptions = {}) {
+      return new Promise<void>((resolve, reject) => {
+        aedes.publish(
+          {
+            cmd: 'publish',
+            topic,
+            payload: typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload),
+            qos: publishOptions.qos ?? 0,
+            retain: publishOptions.retain ?? false,
+            dup: false,
+          },
+          (error) => (error ? reject(error) : resolve()),
+        );
+      });
+    },
+    publishNow(topic, payload, qos) {
+      aedes.publish(
+        {
+          cmd: 'publish',
+          topic,
+          payload: Buffer.isBuffer(payload)
+            ? payload
+            : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+          qos,
+          retain: false,
+          dup: false,
+        },
+        (error) => {
+          if (error) logger.warn(`mqtt publish of ${topic} failed: ${error.message}`);
+        },
+      );
+    },
+    stats: () => ({ connectedClients: aedes.connectedClients, ...counts }),
+    unref() {
+      unrefSockets = true;
+      server.unref();
+      const timers = aedes as unknown as Record<
+        '_heartbeatInterval' | '_clearWillInterval',
+        NodeJS.Timeout | undefined
+      >;
+      timers._heartbeatInterval?.unref();
+      timers._clearWillInterval?.unref();
+    },
+    close() {
+      closing ??= (async () => {
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        await new Promise<void>((resolve) => aedes.close(() => resolve()));
+        await serverClosed;
+      })();
+      return closing;
+    },
+  };
+}

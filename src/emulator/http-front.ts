@@ -1,0 +1,363 @@
+/**
+ * The AWS IoT data-plane REST API (spec 8.2) over node:http, for the real `IoTDataPlaneClient`.
+ *
+ * It only translates: requests go to the shared {@link ShadowEngineApi}, answers come back as AWS sends them
+ * (raw JSON documents for shadow operations; errors as status + `x-amzn-errortype` + `{"__type","message"}`,
+ * the wire format the SDK v3 maps to its modelled exceptions, spec 8.3).
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Rejection, ShadowErrorType, ShadowTarget } from '../core/document.js';
+import { parseShadowTopic } from '../core/topics.js';
+import { ShadowOptionsError } from '../errors.js';
+import type { ShadowEngineApi } from './engine-api.js';
+import { type SigV4Credentials, verifySigV4 } from './sigv4.js';
+
+/** Publishes a message on the broker; provided by the MQTT front. */
+export type BrokerPublish = (
+  topic: string,
+  payload: Uint8Array,
+  options: { qos: 0 | 1; retain: boolean },
+) => void | Promise<void>;
+
+/** Options of {@link startHttpFront}. */
+export interface HttpFrontOptions {
+  /**
+   * Interface to listen on.
+   * @defaultValue '127.0.0.1'
+   */
+  host?: string;
+  /**
+   * Port to listen on; 0 picks a free port.
+   * @defaultValue 0
+   */
+  port?: number;
+  /**
+   * Where `POST /topics/{topic}` sends messages for topics other than shadow request topics. Without it such
+   * messages are accepted and dropped (there is no broker to deliver them to).
+   * @defaultValue undefined
+   */
+  publish?: BrokerPublish;
+  /**
+   * Largest request body accepted; larger bodies get 413 (AWS's message size limit is 128 KB, spec 6).
+   * @defaultValue 131072
+   */
+  maxPayloadBytes?: number;
+  /**
+   * When set, every request must carry a valid SigV4 signature (service `iotdevicegateway`) made with these
+   * credentials; others get 403 ForbiddenException.
+   * @defaultValue undefined (no verification)
+   */
+  requireSigV4?: SigV4Credentials;
+}
+
+/** A running HTTP front. */
+export interface HttpFront {
+  /** `http://host:port`, for the SDK's `endpoint`. */
+  readonly endpoint: string;
+  /** The port actually bound. */
+  readonly port: number;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+  /** Lets the process exit while the server (and its connections) are still open, for benchmarks and tools. */
+  unref(): void;
+}
+
+/** Defaults of {@link HttpFrontOptions}. */
+export const HTTP_FRONT_DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  port: 0,
+  publish: undefined,
+  maxPayloadBytes: 128 * 1024,
+  requireSigV4: undefined,
+});
+
+interface ResolvedHttpFrontOptions {
+  host: string;
+  port: number;
+  publish: BrokerPublish | undefined;
+  maxPayloadBytes: number;
+  requireSigV4: SigV4Credentials | undefined;
+}
+
+/**
+ * Validates HTTP front options and applies the defaults.
+ *
+ * @throws {@link ShadowOptionsError} for an unknown key or an invalid value
+ */
+export function resolveHttpFrontOptions(options: HttpFrontOptions = {}): ResolvedHttpFrontOptions {
+  const known = Object.keys(HTTP_FRONT_DEFAULTS);
+  for (const key of Object.keys(options))
+    if (!known.includes(key))
+      throw new ShadowOptionsError(`Unknown HTTP front option '${key}'; known options: ${known.join(', ')}`);
+  const host = options.host ?? HTTP_FRONT_DEFAULTS.host;
+  if (typeof host !== 'string' || host === '')
+    throw new ShadowOptionsError('HTTP front option host must be a non-empty string');
+  const port = options.port ?? HTTP_FRONT_DEFAULTS.port;
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ShadowOptionsError(`HTTP front option port must be an integer 0-65535, got ${String(port)}`);
+  const maxPayloadBytes = options.maxPayloadBytes ?? HTTP_FRONT_DEFAULTS.maxPayloadBytes;
+  if (!Number.isSafeInteger(maxPayloadBytes) || maxPayloadBytes < 1)
+    throw new ShadowOptionsError(
+      `HTTP front option maxPayloadBytes must be a positive integer, got ${String(maxPayloadBytes)}`,
+    );
+  if (options.publish !== undefined && typeof options.publish !== 'function')
+    throw new ShadowOptionsError('HTTP front option publish must be a function');
+  const sig = options.requireSigV4;
+  if (
+    sig !== undefined &&
+    (typeof sig !== 'object' ||
+      sig === null ||
+      typeof sig.accessKeyId !== 'string' ||
+      typeof sig.secretAccessKey !== 'string' ||
+      sig.accessKeyId === '')
+  )
+    throw new ShadowOptionsError(
+      'HTTP front option requireSigV4 must be { accessKeyId, secretAccessKey } strings',
+    );
+  return { host, port, publish: options.publish, maxPayloadBytes, requireSigV4: sig };
+}
+
+const SHADOW_PATH = /^\/things\/([^/]+)\/shadow$/;
+const LIST_PATH = /^\/api\/things\/shadow\/ListNamedShadowsForThing\/([^/]+)$/;
+const PUBLISH_PATH = /^\/topics\/([^/]+)$/;
+
+/** Text of a 405. AWS documents the error type only (spec 5.1); this names what was wrong. */
+const METHOD_NOT_ALLOWED = (method: string): string => `Method ${method} is not allowed on this resource`;
+/** Text of a 413: AWS's documented message. */
+const TOO_LARGE = 'The payload exceeds the maximum size allowed';
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly errorType: ShadowErrorType | 'UnknownOperationException',
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-amzn-requestid': randomUUID(),
+    ...headers,
+  });
+  res.end(body);
+}
+
+function sendError(
+  res: ServerResponse,
+  status: number,
+  errorType: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  sendJson(res, status, JSON.stringify({ __type: errorType, message }), {
+    'x-amzn-errortype': errorType,
+    ...headers,
+  });
+}
+
+function sendRejection(res: ServerResponse, rejection: Rejection): void {
+  sendError(res, rejection.code, rejection.errorType, rejection.message);
+}
+
+function decodeLabel(raw: string, label: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(400, 'InvalidRequestException', `Invalid percent-encoding in ${label}`);
+  }
+}
+
+/** Reads the body, refusing (413) more than `max` bytes. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > max)
+    return Promise.reject(
+      new HttpError(413, 'RequestEntityTooLargeException', TOO_LARGE, { connection: 'close' }),
+    );
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        reject(new HttpError(413, 'RequestEntityTooLargeException', TOO_LARGE, { connection: 'close' }));
+        req.pause();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function parseQos(raw: string | null): 0 | 1 {
+  if (raw === null || raw === '0') return 0;
+  if (raw === '1') return 1;
+  throw new HttpError(
+    400,
+    'InvalidRequestException',
+    `1 validation error detected: Value '${raw}' at 'qos' failed to satisfy constraint: Member must be 0 or 1`,
+  );
+}
+
+/**
+ * Starts the data-plane HTTP server in front of an engine.
+ *
+ * @param engine - the shared shadow engine
+ * @param options - host, port, publish function, SigV4 credentials; see {@link HttpFrontOptions}
+ * @throws {@link ShadowOptionsError} for invalid options; Error when the port cannot be bound
+ * @example
+ * const front = await startHttpFront(createShadowEngine(), { port: 0 });
+ * const client = new IoTDataPlaneClient({ endpoint: front.endpoint, region: 'us-east-1', credentials });
+ */
+export async function startHttpFront(
+  engine: ShadowEngineApi,
+  options: HttpFrontOptions = {},
+): Promise<HttpFront> {
+  const resolved = resolveHttpFrontOptions(options);
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    const method = req.method ?? 'GET';
+    const body = await readBody(req, resolved.maxPayloadBytes);
+    if (resolved.requireSigV4 !== undefined) {
+      const failure = verifySigV4(req, body, resolved.requireSigV4);
+      if (failure !== undefined) throw new HttpError(403, 'ForbiddenException', failure);
+    }
+
+    let match = SHADOW_PATH.exec(path);
+    if (match !== null) {
+      const operation =
+        method === 'GET' ? 'get' : method === 'POST' ? 'update' : method === 'DELETE' ? 'delete' : undefined;
+      if (operation === undefined)
+        throw new HttpError(405, 'MethodNotAllowedException', METHOD_NOT_ALLOWED(method), {
+          allow: 'GET, POST, DELETE',
+        });
+      const thingName = decodeLabel(match[1] as string, 'thingName');
+      const shadowName = query.get('name');
+      const target: ShadowTarget = shadowName === null ? { thingName } : { thingName, shadowName };
+      const result = await engine.handle({
+        operation,
+        target,
+        payload: operation === 'update' ? body : new Uint8Array(0),
+        origin: 'http',
+      });
+      if (result.ok) sendJson(res, 200, JSON.stringify(result.body));
+      else sendRejection(res, result.rejection);
+      return;
+    }
+
+    match = LIST_PATH.exec(path);
+    if (match !== null) {
+      if (method !== 'GET')
+        throw new HttpError(405, 'MethodNotAllowedException', METHOD_NOT_ALLOWED(method), { allow: 'GET' });
+      const thingName = decodeLabel(match[1] as string, 'thingName');
+      const page: { pageSize?: number; nextToken?: string } = {};
+      const pageSize = query.get('pageSize');
+      if (pageSize !== null) page.pageSize = /^-?\d+$/.test(pageSize) ? Number(pageSize) : Number.NaN;
+      const nextToken = query.get('nextToken');
+      if (nextToken !== null) page.nextToken = nextToken;
+      const result = engine.listNamedShadows(thingName, page);
+      if (result.ok) sendJson(res, 200, JSON.stringify(result.body));
+      else sendRejection(res, result.rejection);
+      return;
+    }
+
+    match = PUBLISH_PATH.exec(path);
+    if (match !== null) {
+      if (method !== 'POST')
+        throw new HttpError(405, 'MethodNotAllowedException', METHOD_NOT_ALLOWED(method), { allow: 'POST' });
+      const topic = decodeLabel(match[1] as string, 'topic');
+      if (topic.includes('+') || topic.includes('#'))
+        throw new HttpError(
+          400,
+          'InvalidRequestException',
+          `Invalid topic '${topic}': a publish topic must not contain wildcards`,
+        );
+      const qos = parseQos(query.get('qos'));
+      const retain = query.get('retain') === 'true';
+      const shadow = parseShadowTopic(topic);
+      if (shadow !== undefined && shadow.response === undefined) {
+        // A publish to a shadow request topic is processed like a device's publish: answers go to MQTT.
+        await engine.handle({
+          operation: shadow.operation,
+          target: shadow.target,
+          payload: body,
+          origin: 'mqtt',
+        });
+      } else if (resolved.publish !== undefined) {
+        await resolved.publish(topic, body, { qos, retain });
+      }
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': 0,
+        'x-amzn-requestid': randomUUID(),
+      });
+      res.end();
+      return;
+    }
+
+    throw new HttpError(404, 'UnknownOperationException', `No operation matches ${method} ${path}`);
+  }
+
+  const server: Server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+    route(req, res).catch((error: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (error instanceof HttpError) {
+        sendError(res, error.status, error.errorType, error.message, error.headers);
+        if (error.headers.connection === 'close') res.on('finish', () => req.socket.destroy());
+      } else sendError(res, 500, 'InternalFailureException', 'Internal service failure');
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  let unrefSockets = false;
+  server.on('connection', (socket: Socket) => {
+    socket.setNoDelay(true);
+    if (unrefSockets) socket.unref();
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(resolved.port, resolved.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const hostForUrl = resolved.host.includes(':') ? `[${resolved.host}]` : resolved.host;
+  let closed: Promise<void> | undefined;
+  return {
+    endpoint: `http://${hostForUrl}:${port}`,
+    port,
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closed;
+    },
+    unref() {
+      unrefSockets = true;
+      server.unref();
+    },
+  };
+}

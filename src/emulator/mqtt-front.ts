@@ -1,0 +1,541 @@
+/**
+ * The MQTT side of the local shadow service: receives clients' publishes to the reserved request topics
+ * (`$aws/things/<thing>/shadow[/name/<shadow>]/get|update|delete`), hands them to the shadow engine in arrival
+ * order, and publishes every message the engine emits (`accepted`, `rejected`, `delta`, `documents`), through the
+ * fault injector.
+ *
+ * Two modes:
+ * - `broker: 'embedded'` starts an aedes broker ({@link startBroker}) and intercepts requests inside it, before they
+ *   are routed, so the engine sees them in the exact order the broker read them;
+ * - `broker: 'mqtt://host:port'` joins an external broker (mosquitto, ...) as an mqtt.js client with the service
+ *   credentials and subscribes to the request topics of every thing and shadow at QoS 1. An external broker does
+ *   not tell subscribers who published, so `clientId` is then unknown.
+ *
+ * Response QoS: AWS does not document the QoS of its own shadow publishes; a QoS 1 subscription in the 2019
+ * walk-through displayed `"qos": 0` (spec section 7), so responses go out at QoS 0 by default. Choose 1 with
+ * `responseQos` to test clients against redelivery instead.
+ */
+import { randomBytes } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { ShadowTarget } from '../core/document.js';
+import { parseShadowTopic, type ShadowOperation } from '../core/topics.js';
+import { ShadowOptionsError } from '../errors.js';
+import {
+  type BrokerAuthOptions,
+  type BrokerStats,
+  type BrokerTlsOptions,
+  type ClientPublish,
+  checkPort,
+  type EmbeddedBroker,
+  type MqttLogger,
+  startBroker,
+} from './broker.js';
+import type { OutgoingMessage, ShadowEngineApi } from './engine-api.js';
+import {
+  createFaultInjector,
+  type FaultInjector,
+  type FaultOptions,
+  type FaultStats,
+  resolveFaultOptions,
+} from './fault-injector.js';
+
+/** Options of {@link startMqttFront}. */
+export interface MqttFrontOptions {
+  /**
+   * `'embedded'` to run the aedes broker in this process, or the `mqtt://` / `mqtts://` URL of an external broker
+   * the service joins as a client.
+   * @defaultValue 'embedded'
+   */
+  broker?: 'embedded' | string;
+  /**
+   * Embedded broker: interface to bind (ignored with an external broker).
+   * @defaultValue '127.0.0.1'
+   */
+  host?: string;
+  /**
+   * Embedded broker: port, 0 = any free port (ignored with an external broker).
+   * @defaultValue 0
+   */
+  port?: number;
+  /** Embedded broker: TLS with optional client certificates (CN = thing name). */
+  tls?: BrokerTlsOptions;
+  /** Embedded broker: AWS IoT-like policy; without it the embedded broker is open. */
+  auth?: BrokerAuthOptions;
+  /**
+   * Embedded broker: aedes `concurrency` (see {@link BrokerOptions}).
+   * @defaultValue 1000
+   */
+  concurrency?: number;
+  /**
+   * Embedded broker: aedes `drainTimeout` in ms (see {@link BrokerOptions}).
+   * @defaultValue 10000
+   */
+  drainTimeoutMs?: number;
+  /**
+   * External broker: how the service logs in (`username`/`password` are the service credentials there).
+   * @defaultValue a random client id `shadow-sync-service-<hex>`, no credentials
+   */
+  serviceClient?: { clientId?: string; username?: string; password?: string; ca?: string | Buffer };
+  /**
+   * External broker: how long to wait for the CONNACK and the SUBACK, in ms.
+   * @defaultValue 10000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * QoS of the service's responses (`accepted`, `rejected`, `delta`, `documents`).
+   * @defaultValue 0
+   */
+  responseQos?: 0 | 1;
+  /** Faults injected into outgoing shadow messages; none by default (change them later with `faults.set`). */
+  faults?: FaultOptions;
+  /** Receives denials and errors; silent by default. */
+  logger?: MqttLogger;
+}
+
+/** Counters of the MQTT front. */
+export interface MqttFrontStats {
+  /** Shadow requests handed to the engine. */
+  requests: number;
+  /** Shadow messages published (after faults). */
+  responses: number;
+  /** Client publishes seen (including requests). */
+  clientPublishes: number;
+  /** Engine calls that threw (a bug: the engine should answer with a rejection). */
+  engineErrors: number;
+  /** Shadow requests published at QoS 2, which AWS IoT does not support: ignored. */
+  ignoredQos2: number;
+  /** Counters of the embedded broker; undefined with an external broker. */
+  broker: BrokerStats | undefined;
+  faults: FaultStats;
+}
+
+/** The running MQTT front. */
+export interface MqttFront {
+  /** URL devices connect to: the embedded broker's, or the external broker's as given. */
+  readonly mqttUrl: string;
+  /** Publishes any message as the service (the data-plane Publish API uses it for non-shadow topics). */
+  publish(
+    topic: string,
+    payload: Uint8Array | string,
+    options?: { qos?: 0 | 1; retain?: boolean },
+  ): Promise<void>;
+  /**
+   * Sees every client publish (topic, payload, client id), including shadow requests, in arrival order.
+   * With an external broker only the request topics and topics matched by `#` are seen (`#` does not match
+   * `$`-topics) and `clientId` is undefined.
+   * @returns a function that removes the listener
+   */
+  onClientPublish(listener: (publish: ClientPublish) => void): () => void;
+  /** The fault injector of outgoing shadow messages: `set(faults)`, `clear()`, `stats()`. */
+  readonly faults: FaultInjector<OutgoingMessage>;
+  stats(): MqttFrontStats;
+  /** Lets the process exit while the front still runs (see {@link EmbeddedBroker.unref}). */
+  unref(): void;
+  /** Disconnects, stops the embedded broker (if any) and releases every port and timer. */
+  close(): Promise<void>;
+}
+
+/** Resolved {@link MqttFrontOptions}. */
+export interface ResolvedMqttFrontOptions {
+  broker: 'embedded' | URL;
+  host: string | undefined;
+  port: number | undefined;
+  tls: BrokerTlsOptions | undefined;
+  auth: BrokerAuthOptions | undefined;
+  concurrency: number | undefined;
+  drainTimeoutMs: number | undefined;
+  serviceClient: { clientId: string; username?: string; password?: string; ca?: string | Buffer };
+  connectTimeoutMs: number;
+  responseQos: 0 | 1;
+  faults: FaultOptions | undefined;
+  logger: MqttLogger | undefined;
+}
+
+/** Defaults of {@link MqttFrontOptions}. */
+export const DEFAULT_MQTT_FRONT_OPTIONS = Object.freeze({
+  broker: 'embedded' as const,
+  responseQos: 0 as const,
+  connectTimeoutMs: 10_000,
+});
+
+const FRONT_KEYS = new Set([
+  'broker',
+  'host',
+  'port',
+  'tls',
+  'auth',
+  'concurrency',
+  'drainTimeoutMs',
+  'serviceClient',
+  'connectTimeoutMs',
+  'responseQos',
+  'faults',
+  'logger',
+]);
+const SERVICE_CLIENT_KEYS = new Set(['clientId', 'username', 'password', 'ca']);
+
+/**
+ * Validates the MQTT front's options and applies the defaults (broker-specific values are validated by
+ * {@link resolveBrokerOptions} when the embedded broker starts).
+ *
+ * @throws ShadowOptionsError for unknown keys, a broker that is neither `'embedded'` nor an `mqtt(s)://` URL,
+ *   embedded-only security options combined with an external broker, or out-of-range values
+ */
+export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): ResolvedMqttFrontOptions {
+  for (const key of Object.keys(options)) {
+    if (!FRONT_KEYS.has(key))
+      throw new ShadowOptionsError(
+        `unknown MQTT front option '${key}' (known: ${[...FRONT_KEYS].join(', ')})`,
+      );
+  }
+  const brokerOption = options.broker ?? DEFAULT_MQTT_FRONT_OPTIONS.broker;
+  let broker: 'embedded' | URL = 'embedded';
+  if (brokerOption !== 'embedded') {
+    let url: URL | undefined;
+    try {
+      url = new URL(String(brokerOption));
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') || url.port === '')
+      throw new ShadowOptionsError(
+        `MQTT broker must be 'embedded' or a URL like mqtt://127.0.0.1:1883 with a port, got ${JSON.stringify(brokerOption)}`,
+      );
+    broker = url;
+    if (options.auth !== undefined || options.tls !== undefined)
+      throw new ShadowOptionsError(
+        'MQTT options auth and tls configure the embedded broker; an external broker enforces its own (remove them or use broker: "embedded")',
+      );
+  }
+  if (options.port !== undefined) checkPort(options.port, 'MQTT port');
+  const responseQos = options.responseQos ?? DEFAULT_MQTT_FRONT_OPTIONS.responseQos;
+  if (responseQos !== 0 && responseQos !== 1)
+    throw new ShadowOptionsError(
+      `MQTT responseQos must be 0 or 1 (AWS IoT has no QoS 2), got ${String(responseQos)}`,
+    );
+  const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_MQTT_FRONT_OPTIONS.connectTimeoutMs;
+  if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 1)
+    throw new ShadowOptionsError(
+      `MQTT connectTimeoutMs must be a positive integer, got ${String(connectTimeoutMs)}`,
+    );
+  const serviceClient = options.serviceClient ?? {};
+  for (const key of Object.keys(serviceClient)) {
+    if (!SERVICE_CLIENT_KEYS.has(key))
+      throw new ShadowOptionsError(
+        `unknown MQTT serviceClient option '${key}' (known: ${[...SERVICE_CLIENT_KEYS].join(', ')})`,
+      );
+  }
+  // Validate the faults now, before any port is bound.
+  if (options.faults !== undefined) resolveFaultOptions(options.faults);
+  return {
+    broker,
+    host: options.host,
+    port: options.port,
+    tls: options.tls,
+    auth: options.auth,
+    concurrency: options.concurrency,
+    drainTimeoutMs: options.drainTimeoutMs,
+    serviceClient: {
+      ...serviceClient,
+      clientId: serviceClient.clientId ?? `shadow-sync-service-${randomBytes(6).toString('hex')}`,
+    },
+    connectTimeoutMs,
+    responseQos,
+    faults: options.faults,
+    logger: options.logger,
+  };
+}
+
+/** The request filters of every thing and shadow that the service subscribes to on an external broker. */
+export const SHADOW_REQUEST_FILTERS: readonly string[] = Object.freeze(
+  (['get', 'update', 'delete'] as const).flatMap((op) => [
+    `$aws/things/+/shadow/${op}`,
+    `$aws/things/+/shadow/name/+/${op}`,
+  ]),
+);
+
+const SILENT: MqttLogger = Object.freeze({ warn() {} });
+
+/**
+ * Starts the MQTT side of the local shadow service in front of a shadow engine.
+ *
+ * @param engine - the engine that applies requests and emits the service's messages
+ * @param options - see {@link MqttFrontOptions}
+ * @returns the running front; `close()` releases everything
+ * @throws ShadowOptionsError for invalid options; a connection error when an external broker cannot be joined
+ * @example
+ * const front = await startMqttFront(engine, { auth: { serviceCredentials: { username: 'svc', password: 's3cret' } } });
+ * const device = mqtt.connect(front.mqttUrl, { clientId: 'lamp' }); // may use $aws/things/lamp/shadow/...
+ * await front.close();
+ */
+export async function startMqttFront(
+  engine: ShadowEngineApi,
+  options: MqttFrontOptions = {},
+): Promise<MqttFront> {
+  const resolved = resolveMqttFrontOptions(options);
+  const logger = resolved.logger ?? SILENT;
+  const listeners = new Set<(publish: ClientPublish) => void>();
+  const counts = { requests: 0, responses: 0, clientPublishes: 0, engineErrors: 0, ignoredQos2: 0 };
+
+  function handleRequest(
+    operation: ShadowOperation,
+    target: ShadowTarget,
+    payload: Buffer,
+    clientId: string | undefined,
+  ) {
+    counts.requests++;
+    const failed = (error: unknown) => {
+      counts.engineErrors++;
+      logger.warn(`shadow engine failed on an MQTT ${operation}: ${String(error)}`, { ...target });
+    };
+    try {
+      engine
+        .handle({
+          operation,
+          target,
+          payload,
+          origin: 'mqtt',
+          ...(clientId === undefined ? {} : { clientId }),
+        })
+        .catch(failed);
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  function notify(publish: ClientPublish): void {
+    for (const listener of listeners) {
+      try {
+        listener(publish);
+      } catch (error) {
+        logger.warn(`client publish listener threw: ${String(error)}`, { topic: publish.topic });
+      }
+    }
+  }
+
+  function received(publish: ClientPublish): void {
+    counts.clientPublishes++;
+    // Spec 7 (DG-app): last-will messages sent to `$`-reserved topics are ignored by the shadow service.
+    if (!publish.will && publish.topic.charCodeAt(0) === 36 /* $ */) {
+      const parsed = parseShadowTopic(publish.topic);
+      if (parsed !== undefined && parsed.response === undefined) {
+        // AWS IoT has no QoS 2 and does not act on such publishes; a retransmitted QoS 2 packet would also be
+        // seen twice here (authorization runs before aedes' QoS 2 de-duplication).
+        if (publish.qos === 2) {
+          counts.ignoredQos2++;
+          logger.warn('shadow request at QoS 2 ignored (AWS IoT supports QoS 0 and 1)', {
+            topic: publish.topic,
+          });
+        } else handleRequest(parsed.operation, parsed.target, publish.payload, publish.clientId);
+      }
+    }
+    notify(publish);
+  }
+
+  const transport =
+    resolved.broker === 'embedded'
+      ? await embeddedTransport(resolved, logger, received)
+      : await externalTransport(resolved.broker, resolved, logger, received);
+
+  const responseQos = resolved.responseQos;
+  const faults = createFaultInjector<OutgoingMessage>((message) => {
+    counts.responses++;
+    transport.publishNow(message.topic, message.payload, responseQos);
+  }, resolved.faults);
+  const unsubscribe = engine.onMessage((message) => faults.submit(message));
+  let closing: Promise<void> | undefined;
+
+  return {
+    mqttUrl: transport.url,
+    publish(topic, payload, publishOptions = {}) {
+      // With an external broker the message comes back through the `#` subscription when anyone listens.
+      if (transport.embedded && listeners.size > 0) {
+        notify({
+          topic,
+          payload: typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload),
+          qos: publishOptions.qos ?? 0,
+          retain: publishOptions.retain ?? false,
+          clientId: undefined,
+          will: false,
+        });
+      }
+      return transport.publish(topic, payload, publishOptions);
+    },
+    onClientPublish(listener) {
+      listeners.add(listener);
+      transport.observeAll();
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    faults,
+    stats: () => ({ ...counts, broker: transport.brokerStats(), faults: faults.stats() }),
+    unref: () => transport.unref(),
+    close() {
+      closing ??= (async () => {
+        unsubscribe();
+        faults.close();
+        await transport.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** What the front needs from either broker mode. */
+interface Transport {
+  url: string;
+  embedded: boolean;
+  publish(
+    topic: string,
+    payload: Uint8Array | string,
+    options: { qos?: 0 | 1; retain?: boolean },
+  ): Promise<void>;
+  publishNow(topic: string, payload: Uint8Array, qos: 0 | 1): void;
+  /** Makes sure every client publish reaches the listeners (a no-op for the embedded broker). */
+  observeAll(): void;
+  brokerStats(): BrokerStats | undefined;
+  unref(): void;
+  close(): Promise<void>;
+}
+
+async function embeddedTransport(
+  resolved: ResolvedMqttFrontOptions,
+  logger: MqttLogger,
+  received: (publish: ClientPublish) => void,
+): Promise<Transport> {
+  const broker: EmbeddedBroker = await startBroker({
+    ...(resolved.host === undefined ? {} : { host: resolved.host }),
+    ...(resolved.port === undefined ? {} : { port: resolved.port }),
+    ...(resolved.tls === undefined ? {} : { tls: resolved.tls }),
+    ...(resolved.auth === undefined ? {} : { auth: resolved.auth }),
+    ...(resolved.concurrency === undefined ? {} : { concurrency: resolved.concurrency }),
+    ...(resolved.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: resolved.drainTimeoutMs }),
+    logger,
+    onClientPublish: received,
+  });
+  return {
+    url: broker.url,
+    embedded: true,
+    publish: (topic, payload, options) => broker.publish(topic, payload, options),
+    publishNow: (topic, payload, qos) => broker.publishNow(topic, payload, qos),
+    observeAll() {},
+    brokerStats: () => broker.stats(),
+    unref: () => broker.unref(),
+    close: () => broker.close(),
+  };
+}
+
+async function externalTransport(
+  url: URL,
+  resolved: ResolvedMqttFrontOptions,
+  logger: MqttLogger,
+  received: (publish: ClientPublish) => void,
+): Promise<Transport> {
+  const { serviceClient } = resolved;
+  const secure = url.protocol === 'mqtts:';
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = Number(url.port);
+  // mqtt.js is an optional peer dependency: only loaded when an external broker is used.
+  const { MqttClient } = await import('mqtt');
+  // Our own stream builder so that Nagle is off before the first packet (CONNECT) is written.
+  const client = new MqttClient(
+    () => {
+      const socket = secure
+        ? tlsConnect({ host, port, ...(serviceClient.ca === undefined ? {} : { ca: serviceClient.ca }) })
+        : netConnect({ host, port });
+      socket.setNoDelay(true);
+      return socket;
+    },
+    {
+      clientId: serviceClient.clientId,
+      clean: true,
+      protocolVersion: 4,
+      reconnectPeriod: 1000,
+      connectTimeout: resolved.connectTimeoutMs,
+      ...(serviceClient.username === undefined ? {} : { username: serviceClient.username }),
+      ...(serviceClient.password === undefined ? {} : { password: serviceClient.password }),
+    },
+  );
+  client.on('message', (topic, payload, packet) => {
+    received({
+      topic,
+      payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      clientId: undefined,
+      will: false,
+    });
+  });
+  client.on('error', (error) => logger.warn(`external MQTT broker error: ${error.message}`));
+
+  try {
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        client.once('connect', () => resolve());
+        client.once('error', reject);
+      }),
+      resolved.connectTimeoutMs,
+      `connecting to the MQTT broker ${url.href}`,
+    );
+    const granted = await withTimeout(
+      client.subscribeAsync([...SHADOW_REQUEST_FILTERS], { qos: 1 }),
+      resolved.connectTimeoutMs,
+      `subscribing to the shadow request topics on ${url.href}`,
+    );
+    const refused = granted.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
+    if (refused.length > 0)
+      throw new Error(
+        `the MQTT broker ${url.href} refused the service's subscriptions: ${refused.join(', ')}`,
+      );
+  } catch (error) {
+    await client.endAsync(true).catch(() => {});
+    throw error;
+  }
+
+  let observing = false;
+  return {
+    url: url.href.replace(/\/$/, ''),
+    embedded: false,
+    async publish(topic, payload, options) {
+      await client.publishAsync(topic, typeof payload === 'string' ? payload : Buffer.from(payload), {
+        qos: options.qos ?? 0,
+        retain: options.retain ?? false,
+      });
+    },
+    publishNow(topic, payload, qos) {
+      client.publish(
+        topic,
+        Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+        { qos },
+        (error) => {
+          if (error) logger.warn(`publish of ${topic} to the external broker failed: ${error.message}`);
+        },
+      );
+    },
+    observeAll() {
+      if (observing) return;
+      observing = true;
+      // `#` does not match `$`-topics (MQTT 4.7.2), so requests are not received twice.
+      client.subscribe('#', { qos: 1 }, (error) => {
+        if (error) logger.warn(`subscribing to # on the external broker failed: ${error.message}`);
+      });
+    },
+    brokerStats: () => undefined,
+    unref() {
+      (client.stream as { unref?: () => void } | undefined)?.unref?.();
+    },
+    close: async () => {
+      await client.endAsync();
+    },
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,230 @@
+/**
+ * The local AWS IoT Device Shadow service: one shadow engine shared by the HTTP data plane and the MQTT
+ * reserved topics, so an HTTP update produces the same MQTT messages as a device's publish.
+ */
+import type { ShadowLimits } from '../core/limits.js';
+import { ShadowOptionsError } from '../errors.js';
+import type { BrokerAuthOptions, BrokerTlsOptions } from './broker.js';
+import type { FaultOptions } from './fault-injector.js';
+import { startHttpFront } from './http-front.js';
+import { type MqttFront, type MqttFrontOptions, startMqttFront } from './mqtt-front.js';
+import { createShadowEngine, type ShadowEngine } from './shadow-engine.js';
+import type { SigV4Credentials } from './sigv4.js';
+
+/** Options of {@link startShadowService}. */
+export interface ShadowServiceOptions {
+  /**
+   * Interface both servers listen on.
+   * @defaultValue '127.0.0.1'
+   */
+  host?: string;
+  /**
+   * HTTP port; 0 picks a free port.
+   * @defaultValue 0
+   */
+  httpPort?: number;
+  /**
+   * Embedded MQTT broker port; 0 picks a free port.
+   * @defaultValue 0
+   */
+  mqttPort?: number;
+  /**
+   * `'embedded'` (aedes in this process) or the `mqtt://host:port` URL of an external broker (for example
+   * mosquitto) that the service joins as a client.
+   * @defaultValue 'embedded'
+   */
+  broker?: 'embedded' | string;
+  /**
+   * Directory for durable storage (journal + snapshot); without it the store is in memory only.
+   * @defaultValue undefined
+   */
+  dataDir?: string;
+  /**
+   * Limits and quotas; unspecified ones take AWS's defaults.
+   * @defaultValue DEFAULT_LIMITS
+   */
+  limits?: Partial<ShadowLimits>;
+  /**
+   * Clock in epoch milliseconds.
+   * @defaultValue Date.now
+   */
+  clock?: () => number;
+  /**
+   * Faults injected into the service's outgoing shadow messages (drop, duplicate, delay, reorder).
+   * @defaultValue none
+   */
+  faults?: FaultOptions;
+  /**
+   * MQTT authorization like an AWS IoT policy (embedded broker only).
+   * @defaultValue undefined (open broker)
+   */
+  auth?: BrokerAuthOptions;
+  /**
+   * TLS for the embedded broker, with optional client certificates (CN = thing name).
+   * @defaultValue undefined (plain TCP)
+   */
+  tls?: BrokerTlsOptions;
+  /**
+   * Require SigV4-signed HTTP requests made with these credentials (403 otherwise).
+   * @defaultValue undefined (no verification)
+   */
+  requireSigV4?: SigV4Credentials;
+  /**
+   * Publish `update/delta` even when an update leaves a non-empty delta unchanged (spec 3.3).
+   * @defaultValue true
+   */
+  publishUnchangedDelta?: boolean;
+  /**
+   * Further MQTT front options (response QoS, logger, external broker login, aedes tuning).
+   * @defaultValue {}
+   */
+  mqtt?: Omit<MqttFrontOptions, 'broker' | 'host' | 'port' | 'faults' | 'auth' | 'tls'>;
+}
+
+/** A running local shadow service. */
+export interface ShadowService {
+  /** `http://host:port`: the `endpoint` of an `IoTDataPlaneClient`. */
+  readonly httpEndpoint: string;
+  /** `mqtt://host:port` (or the external broker's URL) for devices. */
+  readonly mqttUrl: string;
+  /** The engine: read access to the store (`read`, `snapshot`), stats. */
+  readonly engine: ShadowEngine;
+  /** The MQTT front: fault injector, stats, publish as the service. */
+  readonly mqtt: MqttFront;
+  /** Stops both servers, waits for requests in progress, closes the journal; releases every port and file. */
+  close(): Promise<void>;
+}
+
+/** Defaults of {@link ShadowServiceOptions}. */
+export const SHADOW_SERVICE_DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  httpPort: 0,
+  mqttPort: 0,
+  broker: 'embedded' as const,
+});
+
+const SERVICE_OPTION_KEYS = [
+  'host',
+  'httpPort',
+  'mqttPort',
+  'broker',
+  'dataDir',
+  'limits',
+  'clock',
+  'faults',
+  'auth',
+  'tls',
+  'requireSigV4',
+  'publishUnchangedDelta',
+  'mqtt',
+];
+
+/** {@link ShadowServiceOptions} validated, with defaults applied. */
+export interface ResolvedShadowServiceOptions extends ShadowServiceOptions {
+  host: string;
+  httpPort: number;
+  mqttPort: number;
+  broker: 'embedded' | string;
+}
+
+/**
+ * Validates the service options (the parts each component validates are checked again there) and applies
+ * the defaults.
+ *
+ * @throws {@link ShadowOptionsError} for an unknown key or an invalid value
+ */
+export function resolveShadowServiceOptions(
+  options: ShadowServiceOptions = {},
+): ResolvedShadowServiceOptions {
+  if (typeof options !== 'object' || options === null)
+    throw new ShadowOptionsError('Shadow service options must be an object');
+  for (const key of Object.keys(options))
+    if (!SERVICE_OPTION_KEYS.includes(key))
+      throw new ShadowOptionsError(
+        `Unknown shadow service option '${key}'; known options: ${SERVICE_OPTION_KEYS.join(', ')}`,
+      );
+  const port = (name: 'httpPort' | 'mqttPort'): number => {
+    const value = options[name] ?? SHADOW_SERVICE_DEFAULTS[name];
+    if (!Number.isInteger(value) || value < 0 || value > 65535)
+      throw new ShadowOptionsError(
+        `Shadow service option ${name} must be an integer 0-65535, got ${String(value)}`,
+      );
+    return value;
+  };
+  const host = options.host ?? SHADOW_SERVICE_DEFAULTS.host;
+  if (typeof host !== 'string' || host === '')
+    throw new ShadowOptionsError('Shadow service option host must be a non-empty string');
+  return {
+    ...options,
+    host,
+    httpPort: port('httpPort'),
+    mqttPort: port('mqttPort'),
+    broker: options.broker ?? SHADOW_SERVICE_DEFAULTS.broker,
+  };
+}
+
+/**
+ * Starts the local shadow service: engine (with persistence when `dataDir` is set), MQTT front (embedded
+ * aedes or an external broker) and the HTTP data plane.
+ *
+ * @param options - see {@link ShadowServiceOptions}
+ * @returns the endpoints, the engine and `close()`
+ * @throws {@link ShadowOptionsError} for invalid options; Error when a port cannot be bound, the external
+ *   broker cannot be joined or the data directory cannot be used
+ * @example
+ * const service = await startShadowService({ dataDir: './shadow-data' });
+ * const client = new IoTDataPlaneClient({
+ *   endpoint: service.httpEndpoint, region: 'us-east-1',
+ *   credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+ * });
+ * await service.close();
+ */
+export async function startShadowService(options: ShadowServiceOptions = {}): Promise<ShadowService> {
+  const resolved = resolveShadowServiceOptions(options);
+  const engine = createShadowEngine({
+    ...(resolved.limits === undefined ? {} : { limits: resolved.limits }),
+    ...(resolved.clock === undefined ? {} : { clock: resolved.clock }),
+    ...(resolved.dataDir === undefined ? {} : { dataDir: resolved.dataDir }),
+    ...(resolved.publishUnchangedDelta === undefined
+      ? {}
+      : { publishUnchangedDelta: resolved.publishUnchangedDelta }),
+  });
+  let mqtt: MqttFront | undefined;
+  try {
+    const mqttOptions: MqttFrontOptions = { ...(resolved.mqtt ?? {}), broker: resolved.broker };
+    if (resolved.broker === 'embedded') {
+      mqttOptions.host = resolved.host;
+      mqttOptions.port = resolved.mqttPort;
+    }
+    if (resolved.faults !== undefined) mqttOptions.faults = resolved.faults;
+    if (resolved.auth !== undefined) mqttOptions.auth = resolved.auth;
+    if (resolved.tls !== undefined) mqttOptions.tls = resolved.tls;
+    mqtt = await startMqttFront(engine, mqttOptions);
+    const front = mqtt;
+    const http = await startHttpFront(engine, {
+      host: resolved.host,
+      port: resolved.httpPort,
+      publish: (topic, payload, publishOptions) => front.publish(topic, payload, publishOptions),
+      ...(resolved.requireSigV4 === undefined ? {} : { requireSigV4: resolved.requireSigV4 }),
+    });
+    let closing: Promise<void> | undefined;
+    return {
+      httpEndpoint: http.endpoint,
+      mqttUrl: front.mqttUrl,
+      engine,
+      mqtt: front,
+      close() {
+        closing ??= (async () => {
+          await http.close();
+          await engine.close();
+          await front.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await mqtt?.close().catch(() => undefined);
+    await engine.close().catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,195 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MqttFront, startMqttFront } from '../../src/emulator/mqtt-front.js';
+import { createShadowEngine, type ShadowEngine } from '../../src/emulator/shadow-engine.js';
+import { buildMqttClient, connectTestClient } from './mqtt-test-client.js';
+
+const SERVICE = { username: 'svc', password: 'tls-service-pass' };
+
+interface Pem {
+  key: string;
+  cert: string;
+}
+
+/** A throwaway PKI made with the openssl CLI: a CA, a server certificate for 127.0.0.1, client certificates. */
+function makePki(dir: string) {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const key = (name: string) =>
+    openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`);
+  const ca = (name: string) => {
+    key(name);
+    openssl(
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      `${name}.key`,
+      '-subj',
+      `/CN=${name}`,
+      '-days',
+      '2',
+      '-out',
+      `${name}.crt`,
+    );
+  };
+  const issue = (name: string, cn: string, issuer: string, extensions?: string): Pem => {
+    key(name);
+    openssl('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`);
+    const ext = extensions === undefined ? [] : ['-extfile', `${name}.ext`];
+    if (extensions !== undefined) writeFileSync(join(dir, `${name}.ext`), extensions);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${issuer}.crt`,
+      '-CAkey',
+      `${issuer}.key`,
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-out',
+      `${name}.crt`,
+      ...ext,
+    );
+    return {
+      key: readFileSync(join(dir, `${name}.key`), 'utf8'),
+      cert: readFileSync(join(dir, `${name}.crt`), 'utf8'),
+    };
+  };
+  ca('test-ca');
+  ca('rogue-ca');
+  return {
+    ca: readFileSync(join(dir, 'test-ca.crt'), 'utf8'),
+    server: issue('server', 'localhost', 'test-ca', 'subjectAltName=DNS:localhost,IP:127.0.0.1\n'),
+    lamp: issue('lamp', 'lamp', 'test-ca'),
+    fan: issue('fan', 'fan', 'test-ca'),
+    ops: issue('ops', 'ops console', 'test-ca'),
+    rogue: issue('rogue', 'lamp', 'rogue-ca'),
+  };
+}
+
+/** Connects and returns 'connected', the CONNACK refusal code, or 'tls-error'. */
+async function attempt(
+  url: string,
+  options: Parameters<typeof buildMqttClient>[1],
+): Promise<string | number> {
+  const client = buildMqttClient(url, options);
+  return new Promise((resolve) => {
+    client.once('connect', () => {
+      client.end(true);
+      resolve('connected');
+    });
+    client.once('error', (error: Error & { code?: number | string }) => {
+      client.end(true);
+      resolve(typeof error.code === 'number' ? error.code : 'tls-error');
+    });
+    client.once('close', () => resolve('tls-error'));
+  });
+}
+
+describe('MQTT over TLS with client certificates (CN = thing name)', () => {
+  let dir: string;
+  let pki: ReturnType<typeof makePki>;
+  let engine: ShadowEngine;
+  let front: MqttFront;
+  const warnings: string[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shadow-sync-tls-'));
+    pki = makePki(dir);
+    engine = createShadowEngine({
+      limits: { requestsPerSecondPerThing: 10_000, maxInFlightPerThing: 10_000 },
+    });
+    front = await startMqttFront(engine, {
+      tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.ca, requestCert: true },
+      auth: { serviceCredentials: SERVICE },
+      logger: { warn: (message) => warnings.push(message) },
+    });
+  });
+  afterAll(async () => {
+    await front.close();
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves mqtts:// and lets a device whose certificate CN matches its client id use its shadow', async () => {
+    expect(front.mqttUrl).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
+    const lamp = await connectTestClient(front.mqttUrl, {
+      clientId: 'lamp',
+      tls: { ca: pki.ca, ...pki.lamp },
+    });
+    expect(
+      await lamp.subscribe([
+        '$aws/things/lamp/shadow/update/accepted',
+        '$aws/things/fan/shadow/update/accepted',
+      ]),
+    ).toEqual([1, 128]);
+    await lamp.publish('$aws/things/lamp/shadow/update', {
+      state: { reported: { secure: true } },
+      clientToken: 'tls',
+    });
+    expect((await lamp.take('$aws/things/lamp/shadow/update/accepted')).json).toMatchObject({
+      state: { reported: { secure: true } },
+      version: 1,
+      clientToken: 'tls',
+    });
+    await lamp.close();
+  });
+
+  it('refuses a client id that differs from the certificate CN (CONNACK 5)', async () => {
+    const before = front.stats().broker?.rejectedConnections ?? 0;
+    expect(await attempt(front.mqttUrl, { clientId: 'fan', tls: { ca: pki.ca, ...pki.lamp } })).toBe(5);
+    expect(front.stats().broker?.rejectedConnections).toBe(before + 1);
+    expect(warnings.some((w) => w.includes("does not match certificate CN 'lamp'"))).toBe(true);
+  });
+
+  it('a device certificate cannot reach another thing even with that thing as client id', async () => {
+    const fan = await connectTestClient(front.mqttUrl, { clientId: 'fan', tls: { ca: pki.ca, ...pki.fan } });
+    expect(await fan.subscribe('$aws/things/lamp/shadow/update/accepted')).toEqual([128]);
+    await fan.close();
+  });
+
+  it('refuses the handshake without a client certificate or with one from another CA', async () => {
+    expect(await attempt(front.mqttUrl, { clientId: 'lamp', tls: { ca: pki.ca } })).toBe('tls-error');
+    expect(await attempt(front.mqttUrl, { clientId: 'lamp', tls: { ca: pki.ca, ...pki.rogue } })).toBe(
+      'tls-error',
+    );
+  });
+
+  it('a service client over TLS (certificate + service credentials) may use every topic', async () => {
+    const ops = await connectTestClient(front.mqttUrl, {
+      clientId: 'ops-1',
+      ...SERVICE,
+      tls: { ca: pki.ca, ...pki.ops },
+    });
+    expect(await ops.subscribe(['$aws/things/+/shadow/update/accepted'])).toEqual([1]);
+    await ops.publish('$aws/things/fan/shadow/update', { state: { desired: { speed: 2 } } });
+    expect((await ops.take('$aws/things/fan/shadow/update/accepted')).json).toMatchObject({ version: 1 });
+    await ops.close();
+  });
+
+  it('without requestCert, TLS only encrypts and devices are named by their client id', async () => {
+    const plainEngine = createShadowEngine();
+    const plain = await startMqttFront(plainEngine, {
+      tls: { key: pki.server.key, cert: pki.server.cert },
+      auth: {},
+    });
+    try {
+      const d = await connectTestClient(plain.mqttUrl, { clientId: 'fan', tls: { ca: pki.ca } });
+      expect(
+        await d.subscribe(['$aws/things/fan/shadow/get/rejected', '$aws/things/lamp/shadow/get/rejected']),
+      ).toEqual([1, 128]);
+      await d.publish('$aws/things/fan/shadow/get', '');
+      expect((await d.take('$aws/things/fan/shadow/get/rejected')).json).toMatchObject({ code: 404 });
+      await d.close();
+    } finally {
+      await plain.close();
+      await plainEngine.close();
+    }
+  });
+});
