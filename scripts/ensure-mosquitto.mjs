@@ -23,5 +23,8 @@ if (!hasMosquitto()) {
   console.log('Installing mosquitto from Debian packages for the external-broker tests...');
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'mosquitto'], { stdio: 'inherit', env });
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'mosquitto'], {
+    stdio: 'inherit',
+    env,
+  });
 }
