@@ -7,14 +7,14 @@ export interface Delta {
   metadata: MetadataObject;
 }
 
-function isObject(value: JsonValue | undefined): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+const hasOwn = Object.hasOwn;
 
 /**
  * Computes the delta the service reports: walking `desired` keys only, every desired value that differs
  * from reported (arrays compared whole, objects recursively, keys missing from reported included).
  * Returns `undefined` when there is no difference (the service then emits no delta).
+ *
+ * The delta shares subtrees with `desired` (a value taken whole is `desired`'s own value, not a copy).
  *
  * @param desired - the desired section, if any
  * @param reported - the reported section, if any
@@ -26,24 +26,38 @@ export function computeDelta(
   desiredMetadata?: MetadataObject,
 ): Delta | undefined {
   if (desired === undefined) return undefined;
-  const state = deltaOf(desired, reported);
+  const state = reported === undefined ? deltaOfMissing(desired) : deltaOf(desired, reported);
   if (state === undefined) return undefined;
   return { state, metadata: desiredMetadata === undefined ? {} : metadataFor(state, desiredMetadata) };
 }
 
-/** The delta of one object pair, allocating only when a difference is found. */
-function deltaOf(desired: JsonObject, reported: JsonObject | undefined): JsonObject | undefined {
+/** Without reported, the delta is all of desired (or nothing when desired is empty). */
+function deltaOfMissing(desired: JsonObject): JsonObject | undefined {
+  for (const _ in desired) return { ...desired };
+  return undefined;
+}
+
+/**
+ * The delta of one object pair, allocating only when a difference is found. Equal scalars are settled by
+ * one `===`; only arrays and objects reach a deeper comparison. A plain object answers inherited names:
+ * `reported.toString` is a function, which differs from any JSON value and so counts as absent, as it
+ * should; `reported.__proto__` is the prototype, an object, so that one key needs an own-key check.
+ */
+function deltaOf(desired: JsonObject, reported: JsonObject): JsonObject | undefined {
   let out: JsonObject | undefined;
   for (const key in desired) {
     const d = desired[key] as JsonValue;
-    const r = reported === undefined ? undefined : reported[key];
+    const r = reported[key];
+    if (d === r) continue;
     let value: JsonValue | undefined;
-    if (r === undefined) value = d;
-    else if (isObject(d) && isObject(r)) value = deltaOf(d, r);
-    else if (!jsonEqual(d, r)) value = d;
+    if (typeof d !== 'object' || d === null || typeof r !== 'object' || r === null) value = d;
+    else if (key === '__proto__' && !hasOwn(reported, key)) value = d;
+    else if (Array.isArray(d)) value = Array.isArray(r) && jsonEqual(d, r) ? undefined : d;
+    else value = Array.isArray(r) ? d : deltaOf(d, r);
     if (value !== undefined) {
       out ??= {};
-      out[key] = value;
+      if (key === '__proto__') setKey(out, key, value);
+      else out[key] = value;
     }
   }
   return out;
@@ -53,13 +67,21 @@ function deltaOf(desired: JsonObject, reported: JsonObject | undefined): JsonObj
 function metadataFor(delta: JsonObject, metadata: MetadataObject): MetadataObject {
   const out: MetadataObject = {};
   for (const key in delta) {
-    const node: MetadataNode | undefined = metadata[key];
-    if (node === undefined) continue;
+    if (!hasOwn(metadata, key)) continue;
+    const node = metadata[key] as MetadataNode;
     const value = delta[key] as JsonValue;
     // A leaf's metadata is {timestamp: number}; an object's metadata is an object of nodes.
     const isObjectMetadata =
       typeof node === 'object' && !Array.isArray(node) && typeof node.timestamp !== 'number';
-    out[key] = isObject(value) && isObjectMetadata ? metadataFor(value, node as MetadataObject) : node;
+    const isObjectValue = typeof value === 'object' && value !== null && !Array.isArray(value);
+    setKey(out, key, isObjectValue && isObjectMetadata ? metadataFor(value, node as MetadataObject) : node);
   }
   return out;
+}
+
+/** Sets an own key, including `__proto__`, which plain assignment would treat as the prototype. */
+function setKey<T>(object: Record<string, T>, key: string, value: T): void {
+  if (key === '__proto__')
+    Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+  else object[key] = value;
 }
