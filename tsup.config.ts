@@ -3,6 +3,8 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: {
     index: 'src/index.ts',
+    aws: 'src/transports/aws.ts',
+    mqtt: 'src/transports/mqtt.ts',
     emulator: 'src/emulator/index.ts',
     cli: 'src/cli/main.ts',
   },

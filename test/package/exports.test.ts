@@ -23,6 +23,8 @@ const expected: Record<string, string[]> = {
     'isShadowError',
     'errorFromRejection',
   ],
+  './aws': ['awsTransport', 'mapAwsError'],
+  './mqtt': ['mqttTransport'],
   './emulator': ['startShadowService', 'createShadowEngine', 'startMqttFront', 'openJournal'],
 };
 

@@ -1,0 +1,255 @@
+/**
+ * Options of {@link createShadowClient}: one frozen DEFAULTS object and one resolver that validates every
+ * value at the boundary, so that the engine itself never sees a bad setting.
+ */
+import { DEFAULT_LIMITS, type ShadowLimits } from '../core/limits.js';
+import { ShadowOptionsError } from '../errors.js';
+import type { ShadowTransport } from '../transports/transport.js';
+import type { ShadowEvent, ShadowLogger } from './shadow-events.js';
+
+/** The engine's source of time; inject a fake one in tests. */
+export interface ShadowClock {
+  /** Epoch milliseconds. */
+  now(): number;
+  /** Resolves after `ms` milliseconds. */
+  sleep(ms: number): Promise<void>;
+}
+
+/** Options of `createShadowClient`. Only `transport` is required. */
+export interface ShadowClientOptions {
+  /** How requests reach the service: `awsTransport(...)`, `mqttTransport(...)` or your own. */
+  transport: ShadowTransport;
+  /**
+   * Most requests one round may make (reads and writes) before giving up with `ShadowConflictError`
+   * (or the last throttling / server error).
+   * @defaultValue 10
+   */
+  maxAttempts?: number;
+  /**
+   * Most milliseconds one round may spend, waits included, before giving up.
+   * @defaultValue 20000
+   */
+  maxElapsedMs?: number;
+  /**
+   * Backoff base: the n-th retry waits a random time between 0 and `min(maxDelayMs, baseDelayMs * 2^(n-1))`
+   * ("full jitter", which spreads competing writers instead of re-colliding them).
+   * @defaultValue 20
+   */
+  baseDelayMs?: number;
+  /**
+   * Backoff cap in milliseconds.
+   * @defaultValue 1000
+   */
+  maxDelayMs?: number;
+  /**
+   * Requests per second this client sends per thing (all its shadows together); the service's quota is 20.
+   * `Infinity` disables the rate limit.
+   * @defaultValue 20
+   */
+  requestsPerSecondPerThing?: number;
+  /**
+   * Requests this client keeps in flight per thing; the service's quota is 10. `Infinity` disables it.
+   * @defaultValue 10
+   */
+  maxInFlightPerThing?: number;
+  /**
+   * Combine concurrent `update` / `merge` calls on one shadow into one request per round.
+   * @defaultValue true
+   */
+  coalesce?: boolean;
+  /**
+   * Use a document the engine or the transport already knows (from earlier answers or `update/documents`)
+   * instead of reading first. A stale one costs one 409 and a read, never correctness.
+   * @defaultValue true
+   */
+  useKnownDocuments?: boolean;
+  /**
+   * Service limits checked before any request (size, depth, names, clientToken).
+   * @defaultValue DEFAULT_LIMITS
+   */
+  limits?: Partial<ShadowLimits>;
+  /** Receives every {@link ShadowEvent}. @defaultValue no listener */
+  onEvent?: (event: ShadowEvent) => void;
+  /** Receives log lines. @defaultValue a silent logger */
+  logger?: ShadowLogger;
+  /** Time source. @defaultValue `Date.now` and `setTimeout` */
+  clock?: ShadowClock;
+  /** Random numbers in [0, 1) for the jitter. @defaultValue `Math.random` */
+  random?: () => number;
+}
+
+/** The options after validation, with every default filled in. */
+export interface ResolvedShadowClientOptions {
+  transport: ShadowTransport;
+  maxAttempts: number;
+  maxElapsedMs: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  requestsPerSecondPerThing: number;
+  maxInFlightPerThing: number;
+  coalesce: boolean;
+  useKnownDocuments: boolean;
+  limits: Partial<ShadowLimits>;
+  onEvent: ((event: ShadowEvent) => void) | undefined;
+  logger: ShadowLogger;
+  clock: ShadowClock;
+  random: () => number;
+}
+
+/** The real clock. */
+export const SYSTEM_CLOCK: ShadowClock = Object.freeze({
+  now: () => Date.now(),
+  sleep: (ms: number) =>
+    new Promise<void>((resolve) => {
+      setTimeout(resolve, ms);
+    }),
+});
+
+/** Defaults of every optional {@link ShadowClientOptions} value. */
+export const SHADOW_CLIENT_DEFAULTS = Object.freeze({
+  maxAttempts: 10,
+  maxElapsedMs: 20_000,
+  baseDelayMs: 20,
+  maxDelayMs: 1_000,
+  requestsPerSecondPerThing: DEFAULT_LIMITS.requestsPerSecondPerThing,
+  maxInFlightPerThing: DEFAULT_LIMITS.maxInFlightPerThing,
+  coalesce: true,
+  useKnownDocuments: true,
+});
+
+const KNOWN_KEYS = new Set<string>([
+  'transport',
+  'maxAttempts',
+  'maxElapsedMs',
+  'baseDelayMs',
+  'maxDelayMs',
+  'requestsPerSecondPerThing',
+  'maxInFlightPerThing',
+  'coalesce',
+  'useKnownDocuments',
+  'limits',
+  'onEvent',
+  'logger',
+  'clock',
+  'random',
+]);
+
+function fail(message: string): never {
+  throw new ShadowOptionsError(`createShadowClient: ${message}`);
+}
+
+function numberIn(
+  name: string,
+  value: unknown,
+  fallback: number,
+  { min, integer, infinity }: { min: number; integer: boolean; infinity: boolean },
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value))
+    fail(`${name} must be a number, got ${String(value)}`);
+  if (value === Number.POSITIVE_INFINITY) {
+    if (!infinity) fail(`${name} must be finite`);
+    return value;
+  }
+  if (integer && !Number.isInteger(value)) fail(`${name} must be an integer, got ${value}`);
+  if (value < min) fail(`${name} must be at least ${min}, got ${value}`);
+  return value;
+}
+
+function optionalFunction<T>(name: string, value: T | undefined): T | undefined {
+  if (value !== undefined && typeof value !== 'function') fail(`${name} must be a function`);
+  return value;
+}
+
+/**
+ * Validates {@link ShadowClientOptions} and fills in {@link SHADOW_CLIENT_DEFAULTS}.
+ *
+ * @param options - what the caller passed
+ * @throws ShadowOptionsError naming the first unknown key, missing transport or out-of-range value
+ */
+export function resolveShadowClientOptions(options: ShadowClientOptions): ResolvedShadowClientOptions {
+  if (typeof options !== 'object' || options === null) fail('options must be an object with a transport');
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_KEYS.has(key)) fail(`unknown option '${key}' (known: ${[...KNOWN_KEYS].join(', ')})`);
+  }
+  const { transport } = options;
+  if (
+    typeof transport !== 'object' ||
+    transport === null ||
+    typeof transport.get !== 'function' ||
+    typeof transport.update !== 'function' ||
+    typeof transport.delete !== 'function'
+  ) {
+    fail('transport must be a ShadowTransport (get, update, delete), e.g. awsTransport(client)');
+  }
+  const d = SHADOW_CLIENT_DEFAULTS;
+  const maxAttempts = numberIn('maxAttempts', options.maxAttempts, d.maxAttempts, {
+    min: 1,
+    integer: true,
+    infinity: false,
+  });
+  const maxElapsedMs = numberIn('maxElapsedMs', options.maxElapsedMs, d.maxElapsedMs, {
+    min: 0,
+    integer: false,
+    infinity: true,
+  });
+  const baseDelayMs = numberIn('baseDelayMs', options.baseDelayMs, d.baseDelayMs, {
+    min: 0,
+    integer: false,
+    infinity: false,
+  });
+  const maxDelayMs = numberIn('maxDelayMs', options.maxDelayMs, d.maxDelayMs, {
+    min: 0,
+    integer: false,
+    infinity: false,
+  });
+  if (maxDelayMs < baseDelayMs)
+    fail(`maxDelayMs (${maxDelayMs}) must not be below baseDelayMs (${baseDelayMs})`);
+  const requestsPerSecondPerThing = numberIn(
+    'requestsPerSecondPerThing',
+    options.requestsPerSecondPerThing,
+    d.requestsPerSecondPerThing,
+    { min: Number.MIN_VALUE, integer: false, infinity: true },
+  );
+  const maxInFlightPerThing = numberIn(
+    'maxInFlightPerThing',
+    options.maxInFlightPerThing,
+    d.maxInFlightPerThing,
+    {
+      min: 1,
+      integer: true,
+      infinity: true,
+    },
+  );
+  const booleanOption = (name: 'coalesce' | 'useKnownDocuments'): boolean => {
+    const value = options[name];
+    if (value === undefined) return d[name];
+    if (typeof value !== 'boolean') fail(`${name} must be a boolean, got ${String(value)}`);
+    return value;
+  };
+  const limits = options.limits ?? {};
+  if (typeof limits !== 'object' || limits === null) fail('limits must be an object');
+  const logger = options.logger ?? {};
+  if (typeof logger !== 'object' || logger === null)
+    fail('logger must be an object with debug/info/warn/error');
+  const clock = options.clock ?? SYSTEM_CLOCK;
+  if (typeof clock.now !== 'function' || typeof clock.sleep !== 'function') {
+    fail('clock must have now() and sleep(ms)');
+  }
+  return {
+    transport,
+    maxAttempts,
+    maxElapsedMs,
+    baseDelayMs,
+    maxDelayMs,
+    requestsPerSecondPerThing,
+    maxInFlightPerThing,
+    coalesce: booleanOption('coalesce'),
+    useKnownDocuments: booleanOption('useKnownDocuments'),
+    limits,
+    onEvent: optionalFunction('onEvent', options.onEvent),
+    logger,
+    clock,
+    random: optionalFunction('random', options.random) ?? Math.random,
+  };
+}

@@ -1,0 +1,722 @@
+/**
+ * The conflict-resolving update engine: `createShadowClient({ transport })` and its shadow handles.
+ *
+ * A versioned round: take the base document (one the engine or transport already knows, else a read),
+ * run the callers' intents in call order (`planRound`), send the minimal patch with `version`; on 409,
+ * take a newer known document or read again, and re-run the intents. Retries go through p-retry with full
+ * jitter and are bounded in attempts and time. A blind round (only `merge` calls) sends the composed
+ * patch without `version` and cannot conflict.
+ *
+ * Creating a shadow: a write on a shadow that does not exist names `version: 0` (or the deleted version + 1
+ * when this client or its transport saw the delete), which the service accepts only if the shadow is still
+ * absent, so concurrent creators cannot overwrite each other. A 404 does not tell the version a shadow
+ * deleted by someone else must be re-created with: when such a create gets 409 and a re-read still finds no
+ * shadow, the round falls back to an unversioned create (logged as a warning). That is the one case in
+ * which a concurrent creator's first write could be merged over.
+ *
+ * Writes whose outcome is unknown (timeouts, connections lost) are not retried: repeating them could apply
+ * an intent twice. 409 (versioned writes), 429 and 5xx are retried; other 4xx never.
+ */
+import { applyUpdate } from '../core/apply-update.js';
+import type {
+  JsonObject,
+  ShadowTarget,
+  UpdateAcceptedBody,
+  UpdateRequest,
+  UpdateState,
+} from '../core/document.js';
+import { checkTarget, DEFAULT_LIMITS, resolveLimits, type ShadowLimits } from '../core/limits.js';
+import {
+  describeTarget,
+  isShadowError,
+  ShadowConflictError,
+  type ShadowError,
+  ShadowNotFoundError,
+  ShadowOptionsError,
+} from '../errors.js';
+import type { KnownState, ShadowDocument, ShadowTransport } from '../transports/transport.js';
+import {
+  type ResolvedShadowClientOptions,
+  resolveShadowClientOptions,
+  type ShadowClientOptions,
+} from './client-options.js';
+import { type Coalescer, createCoalescer } from './coalescer.js';
+import { withRetries } from './retry-policy.js';
+import { createEventSink, type EventSink, type ShadowRequestOperation } from './shadow-events.js';
+import { createThingLimiter, type ThingLimiter } from './thing-limiter.js';
+import {
+  createSectionValidator,
+  type SectionOf,
+  type SectionValidator,
+  type ShadowPatch,
+  type ShadowSchema,
+} from './typed-schema.js';
+import {
+  composePatches,
+  documentOf,
+  type Intent,
+  planRound,
+  preflightError,
+  preflightMerge,
+  type RoundCall,
+  recordOf,
+  storedOf,
+  versionOf,
+} from './update-round.js';
+
+/** A shadow document whose sections have the types of a typed shadow. */
+export interface TypedShadowDocument<D = JsonObject, R = JsonObject> extends Omit<ShadowDocument, 'state'> {
+  state: { desired?: D; reported?: R; delta?: JsonObject };
+}
+
+/** What `update` and `merge` resolve to. */
+export interface ShadowWriteResult<D = JsonObject, R = JsonObject> {
+  /**
+   * The document after the call: the engine's prediction of the committed document (the service's own
+   * merge rules applied to the base; metadata timestamps use the local clock), or the base when the round
+   * was skipped. `undefined` when the shadow does not exist after a skipped round, and after a blind
+   * `merge` when neither the engine nor the transport knew the document it merged into.
+   */
+  document: TypedShadowDocument<D, R> | undefined;
+  /** The shadow's version after the call; `undefined` when it does not exist (skipped round on no shadow). */
+  version: number | undefined;
+  /**
+   * Attempts the call's round made: each attempt ran the intents once on a base document and sent at most
+   * one write (1 when the first write succeeded or the round was skipped at once).
+   */
+  attempts: number;
+  /** True when this call changed nothing (its intent returned nothing or a change already in place). */
+  skipped: boolean;
+}
+
+/** A read-modify-write intent of a typed shadow. Intents may run several times: they must be pure. */
+export type TypedIntent<D, R> = (
+  current: TypedShadowDocument<D, R> | undefined,
+  // biome-ignore lint/suspicious/noConfusingVoidType: an intent may end without a return statement to mean "no change".
+) => ShadowPatch<D, R> | undefined | void;
+
+/** Operations on one shadow. */
+export interface ShadowHandle<D = JsonObject, R = JsonObject> {
+  /** The shadow this handle addresses. */
+  readonly target: ShadowTarget;
+  /**
+   * Reads the document (with its delta).
+   *
+   * @throws ShadowNotFoundError when the shadow does not exist
+   * @throws ShadowValidationError when the document fails the shadow's schema
+   */
+  get(): Promise<TypedShadowDocument<D, R>>;
+  /**
+   * Read-modify-write: runs `intent` on the current document (or `undefined`), sends the minimal patch
+   * with the version it read, and on a conflict re-reads and re-runs it. The intent may run several
+   * times, so it must be pure; it returns the change (partial sections, `null` deletes), or nothing.
+   *
+   * @throws ShadowConflictError when the retry budget ran out (with `attempts` and the last document)
+   * @throws ShadowLimitError / ShadowValidationError before any request when the change would break a
+   *   limit or the schema; whatever the intent throws
+   */
+  update(intent: TypedIntent<D, R>): Promise<ShadowWriteResult<D, R>>;
+  /**
+   * Blind partial merge without a version: cannot conflict, needs no read.
+   *
+   * @throws ShadowLimitError / ShadowValidationError before any request
+   */
+  merge(patch: ShadowPatch<D, R>): Promise<ShadowWriteResult<D, R>>;
+  /**
+   * Deletes the shadow.
+   *
+   * @returns the version of the deleted document
+   * @throws ShadowNotFoundError when it does not exist
+   */
+  delete(): Promise<{ version: number }>;
+}
+
+/** Options of {@link ShadowClient.shadow} for a named and/or typed shadow. */
+export interface ShadowHandleOptions<S extends ShadowSchema = ShadowSchema> {
+  /** The named shadow; omit for the classic shadow. */
+  shadowName?: string;
+  /** zod schemas of `desired` and `reported`. */
+  schema?: S;
+}
+
+/** The schema of a shadow created without one: both sections are any JSON object. */
+export type UncheckedSchema = Record<never, never>;
+
+/** The client `createShadowClient` returns. */
+export interface ShadowClient {
+  /**
+   * A handle on one shadow. Handles are cheap; handles of the same shadow share one queue, so their
+   * concurrent writes coalesce.
+   *
+   * @throws ShadowLimitError when a name breaks the service's name rules
+   */
+  shadow(thingName: string, shadowName?: string): ShadowHandle;
+  shadow<S extends ShadowSchema = UncheckedSchema>(
+    thingName: string,
+    options: ShadowHandleOptions<S>,
+  ): ShadowHandle<SectionOf<S['desired']>, SectionOf<S['reported']>>;
+}
+
+interface PendingCall {
+  call: RoundCall;
+  resolve(result: ShadowWriteResult): void;
+  reject(error: unknown): void;
+}
+
+interface ShadowEntry {
+  target: ShadowTarget;
+  /** What the engine itself last learned (answers to its own requests, predictions after writes). */
+  knowledge: KnownState | undefined;
+  queue: Coalescer<PendingCall>;
+}
+
+/** Limits that never refuse: used only to predict the document the service committed. */
+const PREDICTION_LIMITS: Partial<ShadowLimits> = {
+  maxStateBytes: Number.MAX_SAFE_INTEGER,
+  maxDepth: Number.MAX_SAFE_INTEGER,
+  maxClientTokenBytes: Number.MAX_SAFE_INTEGER,
+};
+
+/** Each caller gets its own copy of a shared result document, so one caller's changes never reach another. */
+function copy<T>(value: T): T {
+  return value === undefined ? value : structuredClone(value);
+}
+
+function targetKey(target: ShadowTarget): string {
+  // A thing name cannot contain '/', so this key is unambiguous.
+  return target.shadowName === undefined ? target.thingName : `${target.thingName}/${target.shadowName}`;
+}
+
+function contextOf(target: ShadowTarget) {
+  return {
+    thingName: target.thingName,
+    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
+  };
+}
+
+/**
+ * Creates the update engine over a transport.
+ *
+ * @param options - the transport and the engine's settings, see {@link ShadowClientOptions}
+ * @throws ShadowOptionsError for unknown keys or out-of-range values
+ * @example
+ * ```ts
+ * const shadows = createShadowClient({ transport: awsTransport(new IoTDataPlaneClient({ endpoint, region })) });
+ * const aircon = shadows.shadow('aircon-1');
+ * await aircon.update((current) => ({ desired: { count: Number(current?.state.desired?.count ?? 0) + 1 } }));
+ * await aircon.merge({ desired: { power: 'on' } });
+ * ```
+ */
+export function createShadowClient(options: ShadowClientOptions): ShadowClient {
+  const settings = resolveShadowClientOptions(options);
+  const limits = resolveLimits(settings.limits);
+  const sink = createEventSink(settings.onEvent, settings.logger);
+  const limiter = createThingLimiter({
+    requestsPerSecond: settings.requestsPerSecondPerThing,
+    maxInFlight: settings.maxInFlightPerThing,
+    clock: settings.clock,
+    onWait: (thingName, waitMs) => {
+      for (const entry of entries.values()) {
+        if (entry.target.thingName === thingName) {
+          sink.emit({ type: 'throttled', target: entry.target, source: 'limiter', waitMs });
+          break;
+        }
+      }
+    },
+  });
+  const entries = new Map<string, ShadowEntry>();
+  const engine = new Engine(settings, limits, sink, limiter);
+
+  const entryFor = (target: ShadowTarget): ShadowEntry => {
+    const key = targetKey(target);
+    let entry = entries.get(key);
+    if (entry === undefined) {
+      const created: ShadowEntry = {
+        target,
+        knowledge: undefined,
+        queue: createCoalescer<PendingCall>({
+          coalesce: settings.coalesce,
+          takeRound: (pending) => takeRound(pending),
+          runRound: (calls) => engine.runRound(created, calls),
+        }),
+      };
+      entry = created;
+      entries.set(key, entry);
+    }
+    return entry;
+  };
+
+  function shadow(thingName: string, second?: string | ShadowHandleOptions): ShadowHandle {
+    const handleOptions: ShadowHandleOptions =
+      typeof second === 'string' ? { shadowName: second } : (second ?? {});
+    if (typeof handleOptions !== 'object' || handleOptions === null) {
+      throw new ShadowOptionsError(
+        `shadow('${thingName}'): the second argument must be a shadow name or options`,
+      );
+    }
+    for (const key of Object.keys(handleOptions)) {
+      if (key !== 'shadowName' && key !== 'schema') {
+        throw new ShadowOptionsError(
+          `shadow('${thingName}'): unknown option '${key}' (known: shadowName, schema)`,
+        );
+      }
+    }
+    const target: ShadowTarget =
+      handleOptions.shadowName === undefined
+        ? { thingName }
+        : { thingName, shadowName: handleOptions.shadowName };
+    const badName = checkTarget(target, limits);
+    if (badName !== undefined) throw preflightError(badName, target);
+    const entry = entryFor(target);
+    const validator = createSectionValidator(handleOptions.schema, target);
+    return createHandle(engine, entry, validator);
+  }
+
+  return { shadow } as ShadowClient;
+}
+
+/** A versioned round takes every queued call when one of them is an `update`; else the composable merges. */
+function takeRound(pending: PendingCall[]): PendingCall[] {
+  if (pending.some((p) => p.call.kind === 'update')) return pending.splice(0, pending.length);
+  const first = pending[0] as PendingCall;
+  let composed = (first.call as { patch: UpdateState }).patch;
+  let count = 1;
+  while (count < pending.length) {
+    const next = composePatches(
+      composed,
+      (pending[count] as PendingCall & { call: { patch: UpdateState } }).call.patch,
+    );
+    if (next === undefined) break;
+    composed = next;
+    count++;
+  }
+  return pending.splice(0, count);
+}
+
+function createHandle(
+  engine: Engine,
+  entry: ShadowEntry,
+  validator: SectionValidator | undefined,
+): ShadowHandle {
+  const enqueue = (call: RoundCall) =>
+    new Promise<ShadowWriteResult>((resolve, reject) => {
+      entry.queue.push({ call, resolve, reject });
+    });
+  return {
+    target: entry.target,
+    get: () => engine.get(entry, validator),
+    update(intent) {
+      if (typeof intent !== 'function') {
+        return Promise.reject(
+          new ShadowOptionsError(
+            `${describeTarget(contextOf(entry.target))}: update() needs an intent function`,
+          ),
+        );
+      }
+      return enqueue({ kind: 'update', intent: intent as Intent, validator });
+    },
+    merge(patch) {
+      try {
+        engine.preflight(entry, patch as UpdateState, validator);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return enqueue({ kind: 'merge', patch: structuredClone(patch) as UpdateState, validator });
+    },
+    delete: () => engine.delete(entry),
+  };
+}
+
+class Engine {
+  constructor(
+    private readonly settings: ResolvedShadowClientOptions,
+    private readonly limits: Readonly<ShadowLimits>,
+    private readonly sink: EventSink,
+    private readonly limiter: ThingLimiter,
+  ) {}
+
+  private get transport(): ShadowTransport {
+    return this.settings.transport;
+  }
+
+  private retryPolicy() {
+    const { maxAttempts, maxElapsedMs, baseDelayMs, maxDelayMs, clock, random } = this.settings;
+    return { maxAttempts, maxElapsedMs, baseDelayMs, maxDelayMs, clock, random };
+  }
+
+  private onRetry(target: ShadowTarget) {
+    return {
+      onRetry: ({
+        attempt,
+        delayMs,
+        reason,
+      }: {
+        attempt: number;
+        delayMs: number;
+        reason: 'conflict' | 'throttled' | 'server-error';
+      }) => {
+        this.sink.emit({ type: 'retry', target, attempt, delayMs, reason });
+        this.sink.log('debug', 'shadow-sync: retrying', { ...contextOf(target), attempt, delayMs, reason });
+      },
+    };
+  }
+
+  /** One request through the limiter, with attempt / latency / throttled / conflict events. */
+  private async request<T>(
+    entry: ShadowEntry,
+    operation: ShadowRequestOperation,
+    attempt: number,
+    send: () => Promise<T>,
+    expectedVersion?: number,
+  ): Promise<T> {
+    const { target } = entry;
+    return this.limiter.run(target.thingName, async () => {
+      this.sink.emit({
+        type: 'attempt',
+        target,
+        operation,
+        attempt,
+        ...(expectedVersion === undefined ? {} : { expectedVersion }),
+      });
+      const started = performance.now();
+      try {
+        const result = await send();
+        this.sink.emit({ type: 'latency', target, operation, ms: performance.now() - started, ok: true });
+        return result;
+      } catch (error) {
+        this.sink.emit({ type: 'latency', target, operation, ms: performance.now() - started, ok: false });
+        if (isShadowError(error)) {
+          if (error.code === 'THROTTLED') this.sink.emit({ type: 'throttled', target, source: 'service' });
+          if (error.code === 'CONFLICT' && expectedVersion !== undefined) {
+            this.sink.emit({ type: 'conflict', target, attempt, expectedVersion });
+          }
+        }
+        throw error;
+      }
+    });
+  }
+
+  /** Reads through the transport and records what it learned. */
+  private async read(entry: ShadowEntry, attempt: number): Promise<KnownState> {
+    const document = await this.request(entry, 'get', attempt, () => this.transport.get(entry.target));
+    let known: KnownState;
+    if (document !== undefined) {
+      known = { exists: true, document };
+    } else {
+      // A 404 does not tell the version of a deleted shadow; keep one this engine or the transport saw.
+      const remembered = this.freshest(entry);
+      known = {
+        exists: false,
+        version: remembered !== undefined && !remembered.exists ? remembered.version : 0,
+      };
+    }
+    entry.knowledge = known;
+    return known;
+  }
+
+  /** The newest of what the engine and the transport know. */
+  private freshest(entry: ShadowEntry): KnownState | undefined {
+    const own = entry.knowledge;
+    const heard = this.transport.known?.(entry.target);
+    if (own === undefined) return heard;
+    if (heard === undefined) return own;
+    return versionOf(heard) > versionOf(own) ? heard : own;
+  }
+
+  preflight(entry: ShadowEntry, patch: UpdateState, validator: SectionValidator | undefined): void {
+    preflightMerge(patch, validator, {
+      target: entry.target,
+      now: this.settings.clock.now(),
+      limits: this.limits,
+    });
+  }
+
+  async get(entry: ShadowEntry, validator: SectionValidator | undefined): Promise<ShadowDocument> {
+    const known = await withRetries(
+      (attempt) => this.read(entry, attempt),
+      this.retryPolicy(),
+      this.onRetry(entry.target),
+    );
+    if (!known.exists) {
+      throw new ShadowNotFoundError(`${describeTarget(contextOf(entry.target))}: No shadow exists`, {
+        ...contextOf(entry.target),
+        statusCode: 404,
+        awsCode: 'ResourceNotFoundException',
+      });
+    }
+    validator?.state(known.document.state, 'the document read');
+    // A copy: the caller may change it, the engine keeps the original as its knowledge.
+    return structuredClone(known.document);
+  }
+
+  async delete(entry: ShadowEntry): Promise<{ version: number }> {
+    try {
+      const accepted = await withRetries(
+        (attempt) => this.request(entry, 'delete', attempt, () => this.transport.delete(entry.target)),
+        this.retryPolicy(),
+        this.onRetry(entry.target),
+      );
+      entry.knowledge = { exists: false, version: accepted.version + 1 };
+      return { version: accepted.version };
+    } catch (error) {
+      if (isShadowError(error) && error.code === 'NOT_FOUND') entry.knowledge = undefined;
+      throw error;
+    }
+  }
+
+  /** Runs one round; settles every call it was given. */
+  async runRound(entry: ShadowEntry, calls: PendingCall[]): Promise<void> {
+    if (calls.length > 1) this.sink.emit({ type: 'coalesced', target: entry.target, calls: calls.length });
+    try {
+      if (calls.some((p) => p.call.kind === 'update')) await this.versionedRound(entry, calls);
+      else await this.blindRound(entry, calls);
+    } catch (error) {
+      // Defensive: a bug here must not leave callers hanging.
+      for (const pending of calls) pending.reject(error);
+    }
+  }
+
+  private async versionedRound(entry: ShadowEntry, calls: PendingCall[]): Promise<void> {
+    const { target } = entry;
+    let live = calls;
+    let attempts = 0;
+    let failedVersion: number | undefined;
+    let lastBase: KnownState | undefined;
+    let blindCreate = false;
+    try {
+      await withRetries(
+        async (attempt) => {
+          attempts = attempt;
+          const known = this.settings.useKnownDocuments ? this.freshest(entry) : undefined;
+          let base: KnownState;
+          if (known !== undefined && (failedVersion === undefined || versionOf(known) > failedVersion)) {
+            base = known;
+          } else {
+            base = await this.read(entry, attempt);
+          }
+          // A 409 on a create, and the shadow still absent: it was deleted by someone else and we cannot
+          // learn the version its re-creation must name. Fall back to an unversioned create (the one case
+          // where a concurrent creator could be merged over; see the module documentation).
+          if (
+            failedVersion !== undefined &&
+            !base.exists &&
+            versionOf(base) === failedVersion &&
+            !blindCreate
+          ) {
+            blindCreate = true;
+            this.sink.log(
+              'warn',
+              'shadow-sync: re-creating a shadow deleted by another client without a version',
+              {
+                ...contextOf(target),
+              },
+            );
+          }
+          lastBase = base;
+          if (base.exists)
+            this.sink.log('debug', 'shadow-sync: round base', {
+              ...contextOf(target),
+              version: base.document.version,
+            });
+          live = this.validateBase(base, live);
+          if (live.length === 0) return;
+          const plan = planRound(
+            base,
+            live.map((p) => p.call),
+            {
+              target,
+              now: this.settings.clock.now(),
+              limits: this.limits,
+            },
+          );
+          const still: PendingCall[] = [];
+          plan.outcomes.forEach((outcome, index) => {
+            const pending = live[index] as PendingCall;
+            if (outcome.ok) still.push(pending);
+            else pending.reject(outcome.error);
+          });
+          live = still;
+          if (live.length === 0) return;
+          if (plan.patch === undefined) {
+            this.sink.emit({
+              type: 'skipped',
+              target,
+              version: base.exists ? base.document.version : undefined,
+              calls: live.length,
+            });
+            const document = base.exists ? documentOf(storedOf(base.document)) : undefined;
+            for (const [i, pending] of live.entries()) {
+              pending.resolve({
+                document: i === 0 ? document : copy(document),
+                version: base.exists ? base.document.version : undefined,
+                attempts: attempt,
+                skipped: true,
+              });
+            }
+            live = [];
+            return;
+          }
+          const expected = versionOf(base);
+          const request: UpdateRequest = blindCreate
+            ? { state: plan.patch }
+            : { state: plan.patch, version: expected };
+          let accepted: UpdateAcceptedBody;
+          try {
+            accepted = await this.request(
+              entry,
+              'update',
+              attempt,
+              () => this.transport.update(target, request),
+              blindCreate ? undefined : expected,
+            );
+          } catch (error) {
+            if (isShadowError(error) && error.code === 'CONFLICT') failedVersion = expected;
+            else if (!isShadowError(error) || error.code !== 'THROTTLED') entry.knowledge = undefined;
+            throw error;
+          }
+          const document = this.remember(entry, base, request, accepted);
+          let index = 0;
+          for (const outcome of plan.outcomes) {
+            if (outcome.ok) {
+              const pending = live[index++] as PendingCall;
+              pending.resolve({
+                document: index === 1 ? document : copy(document),
+                version: accepted.version,
+                attempts: attempt,
+                skipped: outcome.skipped,
+              });
+            }
+          }
+          live = [];
+        },
+        this.retryPolicy(),
+        this.onRetry(target),
+      );
+    } catch (error) {
+      if (live.length === 0) return;
+      if (isShadowError(error) && error.code === 'CONFLICT') {
+        // Merges never conflict on their own: hand them back to run as a blind round.
+        const merges = live.filter((p) => p.call.kind === 'merge');
+        const updates = live.filter((p) => p.call.kind === 'update');
+        const conflict = this.conflictError(target, attempts, lastBase, error);
+        if (updates.length > 0) this.sink.log('warn', conflict.message, { ...contextOf(target), attempts });
+        for (const pending of updates) pending.reject(conflict);
+        if (merges.length > 0) entry.queue.requeue(merges);
+        return;
+      }
+      for (const pending of live) pending.reject(error);
+    }
+  }
+
+  /** Rejects the callers whose schema the base document fails; returns the others. */
+  private validateBase(base: KnownState, live: PendingCall[]): PendingCall[] {
+    if (!base.exists) return live;
+    return live.filter((pending) => {
+      try {
+        pending.call.validator?.state(base.document.state, 'the document read');
+        return true;
+      } catch (error) {
+        pending.reject(error);
+        return false;
+      }
+    });
+  }
+
+  private conflictError(
+    target: ShadowTarget,
+    attempts: number,
+    lastBase: KnownState | undefined,
+    cause: ShadowError,
+  ) {
+    const lastDocument = lastBase?.exists ? lastBase.document : undefined;
+    return new ShadowConflictError(
+      `${describeTarget(contextOf(target))}: gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}, each lost to another writer (version conflict); last version seen ${lastBase === undefined ? 'none' : versionOf(lastBase)}`,
+      {
+        ...contextOf(target),
+        attempts,
+        lastDocument,
+        cause,
+        ...(cause.expectedVersion === undefined ? {} : { expectedVersion: cause.expectedVersion }),
+        awsCode: cause.awsCode ?? 'ConflictException',
+        awsMessage: cause.awsMessage ?? 'Version conflict',
+        statusCode: 409,
+      },
+    );
+  }
+
+  /**
+   * Records the document the service committed, predicted with the core's own rules on the base the
+   * write named; returns it as a fresh copy for the callers.
+   */
+  private remember(
+    entry: ShadowEntry,
+    base: KnownState | undefined,
+    request: UpdateRequest,
+    accepted: UpdateAcceptedBody,
+  ) {
+    const now = this.settings.clock.now();
+    const prior = base === undefined ? undefined : recordOf(base, now);
+    const predicted = applyUpdate(
+      prior,
+      { state: request.state },
+      {
+        target: entry.target,
+        now,
+        limits: { ...PREDICTION_LIMITS, deletedVersionRetentionMs: DEFAULT_LIMITS.deletedVersionRetentionMs },
+      },
+    );
+    if (!predicted.ok) {
+      entry.knowledge = undefined;
+      return undefined;
+    }
+    const shadow = { ...predicted.shadow, version: accepted.version };
+    entry.knowledge = {
+      exists: true,
+      document: { state: shadow.state, metadata: shadow.metadata, version: accepted.version },
+    };
+    return documentOf(shadow);
+  }
+
+  private async blindRound(entry: ShadowEntry, calls: PendingCall[]): Promise<void> {
+    const { target } = entry;
+    let patch = (calls[0] as PendingCall & { call: { patch: UpdateState } }).call.patch;
+    for (const pending of calls.slice(1)) {
+      patch = composePatches(patch, (pending.call as { patch: UpdateState }).patch) as UpdateState;
+    }
+    // The base is known exactly only when this engine's own record is one version behind the answer.
+    const own = entry.knowledge;
+    let attempts = 0;
+    try {
+      const accepted = await withRetries(
+        async (attempt) => {
+          attempts = attempt;
+          return this.request(entry, 'update', attempt, () =>
+            this.transport.update(target, { state: patch }),
+          );
+        },
+        this.retryPolicy(),
+        this.onRetry(target),
+      );
+      let document: ShadowDocument | undefined;
+      if (own !== undefined && versionOf(own) + 1 === accepted.version) {
+        document = this.remember(entry, own, { state: patch }, accepted);
+      } else if (own === undefined || versionOf(own) < accepted.version) {
+        entry.knowledge = undefined;
+        const heard = this.transport.known?.(target);
+        if (heard?.exists && heard.document.version === accepted.version)
+          document = structuredClone(heard.document);
+      }
+      for (const [i, pending] of calls.entries()) {
+        pending.resolve({
+          document: i === 0 ? document : copy(document),
+          version: accepted.version,
+          attempts,
+          skipped: false,
+        });
+      }
+    } catch (error) {
+      entry.knowledge = undefined;
+      for (const pending of calls) pending.reject(error);
+    }
+  }
+}

@@ -1,0 +1,172 @@
+/** The MQTT transport against the local shadow service with real mqtt.js clients. */
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startShadowService } from '../../src/emulator/index.js';
+import type { ShadowService } from '../../src/emulator/start-shadow-service.js';
+import {
+  ShadowConflictError,
+  ShadowNotFoundError,
+  ShadowOptionsError,
+  ShadowRejectedError,
+  ShadowTimeoutError,
+  ShadowTransportError,
+} from '../../src/errors.js';
+import { mqttTransport } from '../../src/transports/mqtt.js';
+import { connectMqtt } from './connect-mqtt.js';
+
+let service: ShadowService;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  service = await startShadowService({
+    limits: { requestsPerSecondPerThing: 100_000, maxInFlightPerThing: 10_000 },
+  });
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.endAsync()));
+  await service.close();
+});
+
+async function client(id: string): Promise<MqttClient> {
+  const connected = await connectMqtt(service.mqttUrl, id);
+  clients.push(connected);
+  return connected;
+}
+
+const waitFor = async (condition: () => boolean, timeoutMs = 2000) => {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+describe('mqttTransport', () => {
+  it('gets undefined for a missing shadow, then updates, reads and deletes it (classic and named)', async () => {
+    const transport = mqttTransport(await client('app-crud'));
+    for (const target of [{ thingName: 'crud-1' }, { thingName: 'crud-1', shadowName: 'config' }]) {
+      await expect(transport.get(target)).resolves.toBeUndefined();
+      const accepted = await transport.update(target, { state: { desired: { on: true } }, version: 0 });
+      expect(accepted).toMatchObject({ state: { desired: { on: true } }, version: 1 });
+      const document = await transport.get(target);
+      expect(document).toMatchObject({ state: { desired: { on: true }, delta: { on: true } }, version: 1 });
+      expect(document).not.toHaveProperty('clientToken');
+      await expect(transport.delete(target)).resolves.toMatchObject({ version: 1 });
+      await expect(transport.delete(target)).rejects.toBeInstanceOf(ShadowNotFoundError);
+    }
+    await transport.close();
+  });
+
+  it('maps update/rejected 409 to ShadowConflictError with the expected version', async () => {
+    const transport = mqttTransport(await client('app-409'));
+    const target = { thingName: 'conflict-1' };
+    await transport.update(target, { state: { reported: { a: 1 } } });
+    const error = await transport
+      .update(target, { state: { reported: { a: 2 } }, version: 5 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ShadowConflictError);
+    expect(error).toMatchObject({
+      statusCode: 409,
+      awsMessage: 'Version conflict',
+      expectedVersion: 5,
+      thingName: 'conflict-1',
+    });
+    const invalid = await transport
+      .update(target, { state: { bogus: {} } } as never)
+      .catch((e: unknown) => e);
+    expect(invalid).toBeInstanceOf(ShadowRejectedError);
+    expect((invalid as ShadowRejectedError).awsMessage).toBe("State contains an invalid node: 'bogus'");
+    await transport.close();
+  });
+
+  it("keeps a caller's own clientToken and refuses a duplicate one in flight", async () => {
+    const transport = mqttTransport(await client('app-token'));
+    const target = { thingName: 'token-1' };
+    const accepted = await transport.update(target, { state: { desired: { x: 1 } }, clientToken: 'mine-42' });
+    expect(accepted.clientToken).toBe('mine-42');
+    const first = transport.update(target, { state: { desired: { x: 2 } }, clientToken: 'dup' });
+    await expect(
+      transport.update(target, { state: { desired: { x: 3 } }, clientToken: 'dup' }),
+    ).rejects.toBeInstanceOf(ShadowOptionsError);
+    await expect(first).resolves.toMatchObject({ clientToken: 'dup' });
+    await transport.close();
+  });
+
+  it('correlates many requests in flight, from two transports sharing topics', async () => {
+    const a = mqttTransport(await client('app-many-a'));
+    const b = mqttTransport(await client('app-many-b'));
+    const target = { thingName: 'many-1' };
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        (i % 2 === 0 ? a : b).update(target, { state: { reported: { [`k${i}`]: i } } }),
+      ),
+    );
+    const versions = results.map((r) => r.version).sort((x, y) => x - y);
+    expect(versions).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    results.forEach((result, i) => {
+      expect(result.state).toEqual({ reported: { [`k${i}`]: i } });
+    });
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('keeps the current document from update/documents and the re-create version from delete/accepted', async () => {
+    const watcher = mqttTransport(await client('app-watch'));
+    const writer = mqttTransport(await client('app-writer'));
+    const target = { thingName: 'watched-1', shadowName: 'cfg' };
+    await watcher.get(target); // subscribes
+    expect(watcher.known(target)).toBeUndefined();
+    await writer.update(target, { state: { desired: { mode: 'cool' } } });
+    await writer.update(target, { state: { desired: { fan: 2 } } });
+    await waitFor(() => {
+      const known = watcher.known(target);
+      return known?.exists === true && known.document.version === 2;
+    });
+    expect(watcher.known(target)).toMatchObject({
+      exists: true,
+      document: { state: { desired: { mode: 'cool', fan: 2 } } },
+    });
+    await writer.delete(target);
+    await waitFor(() => watcher.known(target)?.exists === false);
+    expect(watcher.known(target)).toEqual({ exists: false, version: 3 });
+    await Promise.all([watcher.close(), writer.close()]);
+  });
+
+  it('times out with ShadowTimeoutError when no answer comes', async () => {
+    const transport = mqttTransport(await client('app-timeout'), { timeoutMs: 150 });
+    const target = { thingName: 'timeout-1' };
+    await transport.get(target); // subscribed while answers still flow
+    service.mqtt.faults.set({ drop: 1 });
+    try {
+      const error = await transport.get(target).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ShadowTimeoutError);
+      expect(error).toMatchObject({ timeoutMs: 150, thingName: 'timeout-1' });
+    } finally {
+      service.mqtt.faults.clear();
+    }
+    await transport.close();
+  });
+
+  it('rejects requests in flight on close and refuses new ones', async () => {
+    const transport = mqttTransport(await client('app-close'), { timeoutMs: 2000 });
+    const target = { thingName: 'close-1' };
+    await transport.get(target);
+    service.mqtt.faults.set({ drop: 1 });
+    try {
+      const inFlight = transport.get(target).catch((e: unknown) => e);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await transport.close();
+      expect(await inFlight).toBeInstanceOf(ShadowTransportError);
+    } finally {
+      service.mqtt.faults.clear();
+    }
+    await expect(transport.get(target)).rejects.toBeInstanceOf(ShadowTransportError);
+  });
+
+  it('rejects unknown or invalid options', async () => {
+    const raw = await client('app-options');
+    expect(() => mqttTransport(raw, { timeout: 5 } as never)).toThrow(/unknown option 'timeout'/);
+    expect(() => mqttTransport(raw, { qos: 2 as never })).toThrow(/QoS 2/);
+    expect(() => mqttTransport(raw, { timeoutMs: 0 })).toThrow(ShadowOptionsError);
+  });
+});
