@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { runCoreWalkthrough } from '../../examples/core-walkthrough.js';
+import { runQuickStart } from '../../examples/quick-start.js';
+
+describe('examples', () => {
+  it('quick start: five racing writers all land, the no-op is skipped, delete then 404', async () => {
+    const lines: string[] = [];
+    const result = await runQuickStart((line) => lines.push(line));
+    expect(result.counter).toBe(5);
+    // create + 5 increments + the reported merge; the skipped no-op adds no version.
+    expect(result.version).toBe(7);
+    expect(result.skipped).toBe(true);
+    expect(lines.at(-1)).toMatch(/after delete: .*aircon-1/);
+  });
+
+  it('core walkthrough: runs the documented steps and ends at version 5', () => {
+    const log = console.log;
+    console.log = () => {};
+    try {
+      expect(runCoreWalkthrough()).toBe(5);
+    } finally {
+      console.log = log;
+    }
+  });
+});
