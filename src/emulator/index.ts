@@ -1,6 +1,6 @@
 /**
  * `shadow-sync/emulator`: the local AWS IoT Device Shadow service (HTTP data plane, MQTT reserved topics,
- * limits, persistence, fault injection).
+ * limits, persistence, fault injection, IoT rules with Lambda and republish actions).
  */
 
 export type { BrokerAuthOptions, BrokerTlsOptions, ServiceCredentials } from './broker.js';
@@ -23,6 +23,44 @@ export {
 export { type Journal, type JournalOptions, type JournalStats, openJournal } from './journal.js';
 export { type MqttFront, type MqttFrontOptions, type MqttFrontStats, startMqttFront } from './mqtt-front.js';
 export {
+  type DecodedPayload,
+  decodeRulePayload,
+  evaluateRuleExpression,
+  RuleEvaluationError,
+  type RuleMessageContext,
+  type RuleSelectResult,
+  type RuleValue,
+  renderRuleValue,
+  ruleMatches,
+  selectRuleResult,
+} from './rules/rule-evaluator.js';
+export {
+  parseRuleExpression,
+  parseRuleSql,
+  type RuleComparisonOperator,
+  type RuleExpression,
+  type RuleSelectItem,
+  type RuleSqlAst,
+  RuleSqlError,
+} from './rules/rule-sql.js';
+export {
+  type CompiledShadowRule,
+  compileShadowRules,
+  createRulesEngine,
+  RULES_ENGINE_DEFAULTS,
+  type RuleAction,
+  type RuleInput,
+  type RuleLambdaAction,
+  type RuleRepublishAction,
+  type RuleStats,
+  type RulesEngine,
+  type RulesEngineOptions,
+  type RulesEngineSettings,
+  type RulesLogger,
+  resolveRulesEngineSettings,
+  type ShadowRule,
+} from './rules/rules-engine.js';
+export {
   createShadowEngine,
   INTERNAL_FAILURE_MESSAGE,
   MAX_LIST_PAGE_SIZE,
@@ -42,5 +80,6 @@ export {
   SHADOW_SERVICE_DEFAULTS,
   type ShadowService,
   type ShadowServiceOptions,
+  type ShadowServiceRules,
   startShadowService,
 } from './start-shadow-service.js';

@@ -3,11 +3,21 @@
  * reserved topics, so an HTTP update produces the same MQTT messages as a device's publish.
  */
 import type { ShadowLimits } from '../core/limits.js';
+import { parseShadowTopic, shadowTopic } from '../core/topics.js';
 import { ShadowOptionsError } from '../errors.js';
 import type { BrokerAuthOptions, BrokerTlsOptions } from './broker.js';
+import type { ShadowEngineApi } from './engine-api.js';
 import type { FaultOptions } from './fault-injector.js';
 import { startHttpFront } from './http-front.js';
 import { type MqttFront, type MqttFrontOptions, startMqttFront } from './mqtt-front.js';
+import {
+  compileShadowRules,
+  createRulesEngine,
+  type RuleStats,
+  type RulesEngineSettings,
+  resolveRulesEngineSettings,
+  type ShadowRule,
+} from './rules/rules-engine.js';
 import { createShadowEngine, type ShadowEngine } from './shadow-engine.js';
 import type { SigV4Credentials } from './sigv4.js';
 
@@ -79,6 +89,26 @@ export interface ShadowServiceOptions {
    * @defaultValue {}
    */
   mqtt?: Omit<MqttFrontOptions, 'broker' | 'host' | 'port' | 'faults' | 'auth' | 'tls'>;
+  /**
+   * AWS IoT rules run on every message through the service: client publishes, HTTP Publish, and the shadow
+   * service's own messages (`update/accepted`, `update/documents`, `update/delta`, ...). SQL outside the supported
+   * subset is refused when the service starts.
+   * @defaultValue []
+   */
+  rules?: readonly ShadowRule[];
+  /**
+   * Logger and loop guard of the rules engine.
+   * @defaultValue {} (silent logger, maxRepublishDepth 8)
+   */
+  rulesEngine?: RulesEngineSettings;
+}
+
+/** The rules of a running service. */
+export interface ShadowServiceRules {
+  /** Counters of each rule, keyed by rule name: messages, matched, actionsSucceeded, actionsFailed, lastError, ... */
+  stats(): Record<string, RuleStats>;
+  /** Resolves when every rule action started so far has finished. */
+  idle(): Promise<void>;
 }
 
 /** A running local shadow service. */
@@ -91,6 +121,8 @@ export interface ShadowService {
   readonly engine: ShadowEngine;
   /** The MQTT front: fault injector, stats, publish as the service. */
   readonly mqtt: MqttFront;
+  /** The IoT rules: stats and `idle()`. */
+  readonly rules: ShadowServiceRules;
   /** Stops both servers, waits for requests in progress, closes the journal; releases every port and file. */
   close(): Promise<void>;
 }
@@ -117,6 +149,8 @@ const SERVICE_OPTION_KEYS = [
   'requireSigV4',
   'publishUnchangedDelta',
   'mqtt',
+  'rules',
+  'rulesEngine',
 ];
 
 /** {@link ShadowServiceOptions} validated, with defaults applied. */
@@ -131,7 +165,8 @@ export interface ResolvedShadowServiceOptions extends ShadowServiceOptions {
  * Validates the service options (the parts each component validates are checked again there) and applies
  * the defaults.
  *
- * @throws {@link ShadowOptionsError} for an unknown key or an invalid value
+ * @throws {@link ShadowOptionsError} for an unknown key or an invalid value; {@link RuleSqlError} for a rule whose
+ *   SQL is outside the supported subset
  */
 export function resolveShadowServiceOptions(
   options: ShadowServiceOptions = {},
@@ -154,6 +189,9 @@ export function resolveShadowServiceOptions(
   const host = options.host ?? SHADOW_SERVICE_DEFAULTS.host;
   if (typeof host !== 'string' || host === '')
     throw new ShadowOptionsError('Shadow service option host must be a non-empty string');
+  // Rules are checked (and their SQL parsed) here so that a bad rule fails before any port is bound.
+  compileShadowRules(options.rules);
+  if (options.rulesEngine !== undefined) resolveRulesEngineSettings(options.rulesEngine);
   return {
     ...options,
     host,
@@ -201,7 +239,51 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
     if (resolved.tls !== undefined) mqttOptions.tls = resolved.tls;
     mqtt = await startMqttFront(engine, mqttOptions);
     const front = mqtt;
-    const http = await startHttpFront(engine, {
+    const embedded = resolved.broker === 'embedded';
+    const rules = createRulesEngine({
+      rules: resolved.rules ?? [],
+      ...(resolved.rulesEngine ?? {}),
+      ...(resolved.clock === undefined ? {} : { clock: resolved.clock }),
+      async publish(topic, payload, qos) {
+        const shadow = parseShadowTopic(topic);
+        // A rule's republish to a shadow request topic is applied like a device publish (spec 7, DG-app). The
+        // embedded broker does not route the service's own publishes back to the front, so hand it to the engine
+        // here; an external broker delivers it to the service's request subscription, which does the same.
+        if (embedded && shadow !== undefined && shadow.response === undefined)
+          engine
+            .handle({ operation: shadow.operation, target: shadow.target, payload, origin: 'mqtt' })
+            .catch((error: unknown) =>
+              resolved.rulesEngine?.logger?.warn(
+                `shadow engine failed on a republished request: ${String(error)}`,
+                {
+                  topic,
+                },
+              ),
+            );
+        await front.publish(topic, payload, { qos });
+      },
+    });
+    // Rules see client publishes (and the service's own publishes through the front: HTTP Publish, republish),
+    // and the shadow service's messages before delivery faults: those are inside AWS, not on the device's link.
+    const stopClientPublishes =
+      resolved.rules === undefined || resolved.rules.length === 0
+        ? () => {}
+        : front.onClientPublish((message) => rules.ingest(message));
+    const stopShadowMessages = engine.onMessage((message) => rules.ingest(message));
+    // HTTP Publish to a shadow request topic goes straight to the engine; rules on that topic still see it, as
+    // the message passes through AWS's broker. UpdateThingShadow (origin 'http') is not a message on the `/update`
+    // topic: AWS documents that REST updates publish `delta` and `documents` (spec 7), not that they pass through
+    // `/update`, so rules on `/update` do not see them (undocumented; rules on `/update/documents` do).
+    const httpEngine: ShadowEngineApi = {
+      handle(request) {
+        if (request.origin === 'mqtt')
+          rules.ingest({ topic: shadowTopic(request.target, request.operation), payload: request.payload });
+        return engine.handle(request);
+      },
+      listNamedShadows: (thingName, page) => engine.listNamedShadows(thingName, page),
+      onMessage: (listener) => engine.onMessage(listener),
+    };
+    const http = await startHttpFront(httpEngine, {
       host: resolved.host,
       port: resolved.httpPort,
       publish: (topic, payload, publishOptions) => front.publish(topic, payload, publishOptions),
@@ -213,9 +295,13 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
       mqttUrl: front.mqttUrl,
       engine,
       mqtt: front,
+      rules: { stats: () => rules.stats(), idle: () => rules.idle() },
       close() {
         closing ??= (async () => {
           await http.close();
+          stopClientPublishes();
+          stopShadowMessages();
+          await rules.close();
           await engine.close();
           await front.close();
         })();
