@@ -5,6 +5,7 @@ export default defineConfig({
     index: 'src/index.ts',
     aws: 'src/transports/aws.ts',
     mqtt: 'src/transports/mqtt.ts',
+    device: 'src/device/index.ts',
     emulator: 'src/emulator/index.ts',
     cli: 'src/cli/main.ts',
   },

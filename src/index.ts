@@ -42,6 +42,7 @@ export {
 } from './core/topics.js';
 export { readClientToken, type ValidateResult, validateUpdateRequest } from './core/validate-request.js';
 export * from './errors.js';
+export * from './split/index.js';
 export type {
   KnownState,
   ShadowDocument,

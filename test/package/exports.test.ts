@@ -25,6 +25,12 @@ const expected: Record<string, string[]> = {
   ],
   './aws': ['awsTransport', 'mapAwsError'],
   './mqtt': ['mqttTransport'],
+  './device': [
+    'createDeviceAgent',
+    'DEVICE_AGENT_DEFAULTS',
+    'resolveDeviceAgentOptions',
+    'createTelemetryBuffer',
+  ],
   './emulator': ['startShadowService', 'createShadowEngine', 'startMqttFront', 'openJournal'],
 };
 
