@@ -11,12 +11,11 @@ import type { MqttClient } from 'mqtt';
 import type {
   DeltaBody,
   GetAcceptedBody,
-  Rejection,
-  ShadowErrorType,
   ShadowTarget,
   UpdateAcceptedBody,
   UpdateRequest,
 } from '../core/document.js';
+import { rejectionFromBody } from '../core/error-types.js';
 import {
   deltaBodySchema,
   getAcceptedBodySchema,
@@ -63,20 +62,6 @@ interface Pending {
   reject(error: unknown): void;
   timer: ReturnType<typeof setTimeout>;
 }
-
-/** The REST error type of a status, so an MQTT rejection maps to the same typed error as an HTTP one. */
-const ERROR_TYPE_BY_STATUS: Readonly<Record<number, ShadowErrorType>> = Object.freeze({
-  400: 'InvalidRequestException',
-  401: 'UnauthorizedException',
-  403: 'ForbiddenException',
-  404: 'ResourceNotFoundException',
-  405: 'MethodNotAllowedException',
-  409: 'ConflictException',
-  413: 'RequestEntityTooLargeException',
-  415: 'UnsupportedDocumentEncodingException',
-  429: 'ThrottlingException',
-  503: 'ServiceUnavailableException',
-});
 
 /**
  * Creates the channel. Nothing is subscribed until {@link ShadowChannel.subscribe}.
@@ -164,12 +149,7 @@ export function createShadowChannel(
           entry.resolve(undefined);
           return;
         }
-        const rejection: Rejection = {
-          code: rejected.code,
-          message: rejected.message,
-          errorType: ERROR_TYPE_BY_STATUS[rejected.code] ?? 'InternalFailureException',
-        };
-        entry.reject(errorFromRejection(rejection, context));
+        entry.reject(errorFromRejection(rejectionFromBody(rejected), context));
       }
     } catch (error) {
       if (error instanceof ShadowError) events.invalid(error);

@@ -9,6 +9,7 @@ import {
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
 import type { ShadowErrorType, ShadowTarget, UpdateRequest } from '../core/document.js';
+import { STATUS_BY_ERROR_TYPE } from '../core/error-types.js';
 import {
   describeTarget,
   errorFromRejection,
@@ -54,21 +55,6 @@ export function resolveAwsTransportOptions(options: AwsTransportOptions = {}): R
   }
   return { validateResponses };
 }
-
-/** HTTP status of every error type the data plane models (spec 8.3). */
-const STATUS_BY_ERROR_TYPE: Readonly<Record<ShadowErrorType, number>> = Object.freeze({
-  InvalidRequestException: 400,
-  UnauthorizedException: 401,
-  ForbiddenException: 403,
-  ResourceNotFoundException: 404,
-  MethodNotAllowedException: 405,
-  ConflictException: 409,
-  RequestEntityTooLargeException: 413,
-  UnsupportedDocumentEncodingException: 415,
-  ThrottlingException: 429,
-  InternalFailureException: 500,
-  ServiceUnavailableException: 503,
-});
 
 interface SdkErrorLike {
   name?: unknown;

@@ -12,12 +12,11 @@
 import type { MqttClient } from 'mqtt';
 import type {
   DeleteAcceptedBody,
-  Rejection,
-  ShadowErrorType,
   ShadowTarget,
   UpdateAcceptedBody,
   UpdateRequest,
 } from '../core/document.js';
+import { rejectionFromBody } from '../core/error-types.js';
 import { parseShadowTopic, type ShadowTopicSuffix, shadowTopic } from '../core/topics.js';
 import {
   describeTarget,
@@ -131,21 +130,6 @@ export function resolveMqttTransportOptions(
   };
 }
 
-/** REST error type of each status a `rejected` body may carry (the body has only the number). */
-const ERROR_TYPE_BY_STATUS: Readonly<Record<number, ShadowErrorType>> = Object.freeze({
-  400: 'InvalidRequestException',
-  401: 'UnauthorizedException',
-  403: 'ForbiddenException',
-  404: 'ResourceNotFoundException',
-  405: 'MethodNotAllowedException',
-  409: 'ConflictException',
-  413: 'RequestEntityTooLargeException',
-  415: 'UnsupportedDocumentEncodingException',
-  429: 'ThrottlingException',
-  500: 'InternalFailureException',
-  503: 'ServiceUnavailableException',
-});
-
 type Operation = 'get' | 'update' | 'delete';
 
 interface Pending {
@@ -240,11 +224,7 @@ export function mqttTransport(client: MqttClient, options: MqttTransportOptions 
     try {
       if (response === 'rejected') {
         const rejected = decodeResponseBody('rejected', payload, target, settings.validateResponses);
-        const rejection: Rejection = {
-          code: rejected.code,
-          message: rejected.message,
-          errorType: ERROR_TYPE_BY_STATUS[rejected.code] ?? 'InternalFailureException',
-        };
+        const rejection = rejectionFromBody(rejected);
         if (operation === 'get' && rejected.code === 404) {
           request.resolve(undefined);
           return;
