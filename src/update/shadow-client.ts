@@ -489,10 +489,12 @@ class Engine {
           attempts = attempt;
           const known = this.settings.useKnownDocuments ? this.freshest(entry) : undefined;
           let base: KnownState;
+          let baseWasRead = false;
           if (known !== undefined && (failedVersion === undefined || versionOf(known) > failedVersion)) {
             base = known;
           } else {
             base = await this.read(entry, attempt);
+            baseWasRead = true;
           }
           // A 409 on a create, and the shadow still absent: it was deleted by someone else and we cannot
           // learn the version its re-creation must name. Fall back to an unversioned create (the one case
@@ -512,30 +514,16 @@ class Engine {
               },
             );
           }
+          let plan = this.plan(entry, base, live);
+          // A remembered document may be stale (over HTTP the engine never hears of other writers). A write
+          // planned on it is safe, since its version makes a stale base fail with 409; a skip is not: it would
+          // answer "already in place" for a change that is not. So a skip is only ever decided on a fresh read.
+          if (plan.patch === undefined && !baseWasRead && plan.live.length > 0) {
+            base = await this.read(entry, attempt);
+            plan = this.plan(entry, base, plan.live);
+          }
           lastBase = base;
-          if (base.exists)
-            this.sink.log('debug', 'shadow-sync: round base', {
-              ...contextOf(target),
-              version: base.document.version,
-            });
-          live = this.validateBase(base, live);
-          if (live.length === 0) return;
-          const plan = planRound(
-            base,
-            live.map((p) => p.call),
-            {
-              target,
-              now: this.settings.clock.now(),
-              limits: this.limits,
-            },
-          );
-          const still: PendingCall[] = [];
-          plan.outcomes.forEach((outcome, index) => {
-            const pending = live[index] as PendingCall;
-            if (outcome.ok) still.push(pending);
-            else pending.reject(outcome.error);
-          });
-          live = still;
+          live = plan.live;
           if (live.length === 0) return;
           if (plan.patch === undefined) {
             this.sink.emit({
@@ -575,17 +563,13 @@ class Engine {
             throw error;
           }
           const document = this.remember(entry, base, request, accepted);
-          let index = 0;
-          for (const outcome of plan.outcomes) {
-            if (outcome.ok) {
-              const pending = live[index++] as PendingCall;
-              pending.resolve({
-                document: index === 1 ? document : copy(document),
-                version: accepted.version,
-                attempts: attempt,
-                skipped: outcome.skipped,
-              });
-            }
+          for (const [i, pending] of live.entries()) {
+            pending.resolve({
+              document: i === 0 ? document : copy(document),
+              version: accepted.version,
+              attempts: attempt,
+              skipped: plan.skipped[i] === true,
+            });
           }
           live = [];
         },
@@ -606,6 +590,34 @@ class Engine {
       }
       for (const pending of live) pending.reject(error);
     }
+  }
+
+  /**
+   * Runs the calls' intents on `base` (after rejecting callers whose schema the base fails) and settles
+   * the calls that failed; returns the combined patch and the calls still waiting for it.
+   */
+  private plan(entry: ShadowEntry, base: KnownState, calls: PendingCall[]) {
+    if (base.exists)
+      this.sink.log('debug', 'shadow-sync: round base', {
+        ...contextOf(entry.target),
+        version: base.document.version,
+      });
+    const valid = this.validateBase(base, calls);
+    const plan = planRound(
+      base,
+      valid.map((p) => p.call),
+      { target: entry.target, now: this.settings.clock.now(), limits: this.limits },
+    );
+    const live: PendingCall[] = [];
+    const skipped: boolean[] = [];
+    plan.outcomes.forEach((outcome, index) => {
+      const pending = valid[index] as PendingCall;
+      if (outcome.ok) {
+        live.push(pending);
+        skipped.push(outcome.skipped);
+      } else pending.reject(outcome.error);
+    });
+    return { patch: plan.patch, live, skipped };
   }
 
   /** Rejects the callers whose schema the base document fails; returns the others. */

@@ -12,6 +12,7 @@ import {
   ShadowThrottledError,
   ShadowValidationError,
 } from '../../src/errors.js';
+import type { ShadowTransport } from '../../src/transports/transport.js';
 import { createShadowClient } from '../../src/update/shadow-client.js';
 import type { ShadowEvent } from '../../src/update/shadow-events.js';
 import { InMemoryShadowServiceDouble, instantClock } from './in-memory-service-double.js';
@@ -87,6 +88,46 @@ describe('update', () => {
     expect(result).toMatchObject({ skipped: true, version: 1 });
     expect(service.count('update', 'app')).toBe(0);
     expect(events.some((e) => e.type === 'skipped')).toBe(true);
+  });
+
+  it('never skips on a remembered document: another writer may have changed it since', async () => {
+    const { service, shadows } = setup();
+    const rival = createShadowClient({ transport: service.transport('rival'), clock: instantClock() });
+    const mine = shadows.shadow('lamp');
+    await mine.update(() => ({ desired: { power: 'on' } }));
+    await rival.shadow('lamp').update(() => ({ desired: { power: 'off' } }));
+    // The engine remembers power 'on' from its own write; only a fresh read shows the rival's 'off'.
+    const result = await mine.update(() => ({ desired: { power: 'on' } }));
+    expect(result.skipped).toBe(false);
+    expect(service.read(lamp)?.state.desired).toEqual({ power: 'on' });
+    expect(result.version).toBe(3);
+  });
+
+  it('skips after confirming with one read when the remembered document is still current', async () => {
+    const { service, shadows } = setup();
+    const mine = shadows.shadow('lamp');
+    await mine.update(() => ({ desired: { power: 'on' } }));
+    const reads = service.count('get', 'app');
+    const result = await mine.update(() => ({ desired: { power: 'on' } }));
+    expect(result).toMatchObject({ skipped: true, version: 1 });
+    expect(service.count('get', 'app')).toBe(reads + 1);
+    expect(service.count('update', 'app')).toBe(1);
+  });
+
+  it('a document read without metadata never turns into the loss of a section', async () => {
+    const sent: unknown[] = [];
+    const transport: ShadowTransport = {
+      get: async () => ({ state: { desired: { mode: 'dry', power: 'on' } }, metadata: {}, version: 3 }),
+      update: async (_target, request) => {
+        sent.push(request);
+        return { state: request.state, metadata: { timestamp: 1 }, version: 4, timestamp: 1 };
+      },
+      delete: async () => ({ version: 4, timestamp: 1 }),
+    };
+    const shadows = createShadowClient({ transport, clock: instantClock() });
+    const result = await shadows.shadow('lamp').update(() => ({ desired: { mode: null } }));
+    expect(sent).toEqual([{ state: { desired: { mode: null } }, version: 3 }]);
+    expect(result.document?.state.desired).toEqual({ power: 'on' });
   });
 
   it('skips when the intent returns nothing, also on a shadow that does not exist', async () => {
