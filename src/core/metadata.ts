@@ -38,6 +38,46 @@ export function metadataFor(value: JsonValue, timestamp: number): MetadataNode {
 }
 
 /**
+ * Metadata that mirrors `value` exactly: the entries of `metadata` where they match the value's shape, and
+ * `{ timestamp: fallbackTimestamp }` for every leaf they miss. Documents from outside the service (hand-made,
+ * a custom transport, an older store) may lack metadata; predicting a merge on them must not lose state.
+ *
+ * @param value - the state value
+ * @param metadata - its metadata as received, possibly partial or missing
+ * @param fallbackTimestamp - the timestamp given to leaves without metadata
+ */
+export function completeMetadata(
+  value: JsonValue,
+  metadata: MetadataNode | undefined,
+  fallbackTimestamp: number,
+): MetadataNode {
+  if (Array.isArray(value)) {
+    const elements = Array.isArray(metadata) ? metadata : [];
+    return value.map((element, index) => completeMetadata(element, elements[index], fallbackTimestamp));
+  }
+  if (isJsonObject(value)) {
+    const children = isObjectMetadata(metadata) ? metadata : undefined;
+    const out: MetadataObject = {};
+    for (const key of Object.keys(value)) {
+      const child = value[key];
+      if (child !== undefined) {
+        setOwn(
+          out,
+          key,
+          completeMetadata(
+            child,
+            children && Object.hasOwn(children, key) ? children[key] : undefined,
+            fallbackTimestamp,
+          ),
+        );
+      }
+    }
+    return out;
+  }
+  return isLeafMetadata(metadata) ? metadata : { timestamp: fallbackTimestamp };
+}
+
+/**
  * True when `node` is the metadata of a scalar leaf (`{ timestamp: number }`), as opposed to the metadata of
  * an object (which may itself have a key named `timestamp`, but then its value is a node, never a number).
  *

@@ -9,7 +9,9 @@ import { diffState } from '../core/diff.js';
 import type {
   JsonObject,
   JsonValue,
+  MetadataObject,
   Rejection,
+  ShadowMetadata,
   ShadowRecord,
   ShadowTarget,
   StoredShadow,
@@ -17,6 +19,7 @@ import type {
 } from '../core/document.js';
 import type { ShadowLimits } from '../core/limits.js';
 import { isJsonObject } from '../core/merge.js';
+import { completeMetadata } from '../core/metadata.js';
 import { describeTarget, ShadowLimitError, ShadowValidationError } from '../errors.js';
 import type { KnownState, ShadowDocument } from '../transports/transport.js';
 import type { SectionValidator } from './typed-schema.js';
@@ -57,7 +60,15 @@ export function recordOf(known: KnownState, now: number): ShadowRecord | undefin
 /** A document without its computed parts (`delta`, `timestamp`). */
 export function storedOf(document: ShadowDocument): StoredShadow {
   const { delta: _delta, ...state } = document.state;
-  const { delta: _metadataDelta, ...metadata } = document.metadata;
+  const metadata: ShadowMetadata = {};
+  for (const section of ['desired', 'reported'] as const) {
+    const value = state[section];
+    // Metadata is rebuilt to mirror the state: the core's merge keeps a section only with its metadata, so a
+    // document with missing metadata would otherwise predict (and diff into) the loss of that section.
+    if (value !== undefined) {
+      metadata[section] = completeMetadata(value, document.metadata?.[section], 0) as MetadataObject;
+    }
+  }
   return { state, metadata, version: document.version };
 }
 

@@ -2,7 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { JsonObject, JsonValue, MetadataNode, MetadataObject } from '../../src/core/document.js';
 import { cloneJson, mergeSection } from '../../src/core/merge.js';
-import { isLeafMetadata, mergeSectionMetadata, metadataFor } from '../../src/core/metadata.js';
+import {
+  completeMetadata,
+  isLeafMetadata,
+  mergeSectionMetadata,
+  metadataFor,
+} from '../../src/core/metadata.js';
 
 /** True when `metadata` has exactly the shape of `state` with every scalar replaced by `{timestamp}`. */
 function mirrors(state: JsonValue, metadata: MetadataNode): boolean {
@@ -147,5 +152,23 @@ describe('mergeSection', () => {
   it('skips properties holding undefined', () => {
     expect(mergeSection({ a: 1 }, { a: undefined, b: 2 } as unknown as JsonObject)).toEqual({ a: 1, b: 2 });
     expect(cloneJson({ a: undefined, b: [1] } as unknown as JsonObject)).toEqual({ b: [1] });
+  });
+});
+
+describe('completeMetadata', () => {
+  it('keeps the metadata that matches the value and stamps every leaf it misses', () => {
+    const value = { a: 1, b: { c: 'x', d: [1, 2] }, e: true };
+    const partial = { a: { timestamp: 5 }, b: { d: [{ timestamp: 6 }] } };
+    expect(completeMetadata(value, partial, 0)).toEqual({
+      a: { timestamp: 5 },
+      b: { c: { timestamp: 0 }, d: [{ timestamp: 6 }, { timestamp: 0 }] },
+      e: { timestamp: 0 },
+    });
+  });
+
+  it('replaces metadata of the wrong shape and drops entries the value does not have', () => {
+    const value = { a: { b: 1 }, c: [true] };
+    const wrong = { a: { timestamp: 3 }, c: { timestamp: 4 }, gone: { timestamp: 9 } };
+    expect(completeMetadata(value, wrong, 2)).toEqual({ a: { b: { timestamp: 2 } }, c: [{ timestamp: 2 }] });
   });
 });
