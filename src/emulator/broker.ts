@@ -28,6 +28,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { checkThingName } from '../core/limits.js';
 import { ShadowOptionsError } from '../errors.js';
+import { filterWithin, topicFilterProblem } from './topic-filter.js';
 
 /** Where the broker and the MQTT front report what they refused or could not do; silent by default. */
 export interface MqttLogger {
@@ -251,7 +252,9 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
     throw new ShadowOptionsError('broker auth telemetryTopics must be an array of topic filters');
   for (const pattern of telemetryTopics) {
     const problem =
-      typeof pattern === 'string' ? filterProblem(pattern.replaceAll('{thingName}', 't')) : 'not a string';
+      typeof pattern === 'string'
+        ? topicFilterProblem(pattern.replaceAll('{thingName}', 't'))
+        : 'not a string';
     if (problem !== undefined)
       throw new ShadowOptionsError(
         `broker auth telemetry topic ${JSON.stringify(pattern)} is invalid: ${problem}`,
@@ -287,40 +290,6 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
     logger: options.logger ?? SILENT,
     onClientPublish: options.onClientPublish,
   };
-}
-
-/** Why a topic filter is invalid, or `undefined` when it is valid (MQTT 3.1.1 section 4.7). */
-function filterProblem(filter: string): string | undefined {
-  if (filter === '') return 'empty';
-  const levels = filter.split('/');
-  for (let i = 0; i < levels.length; i++) {
-    const level = levels[i] as string;
-    if (level.includes('#') && (level !== '#' || i !== levels.length - 1))
-      return "'#' must be the whole last level";
-    if (level.includes('+') && level !== '+') return "'+' must be a whole level";
-  }
-  return undefined;
-}
-
-/**
- * True when every topic matched by `filter` is also matched by `pattern` (both MQTT topic filters; a plain topic
- * name is a filter without wildcards, so this is also "topic matches pattern").
- *
- * @param filter - the topic or subscription filter a client asked for
- * @param pattern - the filter the policy allows
- */
-export function filterWithin(filter: string, pattern: string): boolean {
-  const f = filter.split('/');
-  const p = pattern.split('/');
-  for (let i = 0; ; i++) {
-    const pl = p[i];
-    const fl = f[i];
-    if (pl === '#') return true;
-    if (fl === undefined || pl === undefined) return fl === pl;
-    if (fl === '#') return false;
-    if (pl === '+') continue;
-    if (fl === '+' || fl !== pl) return false;
-  }
 }
 
 /** The core's thing-name rule (spec 6); a valid name also never contains an MQTT wildcard or separator. */

@@ -4,10 +4,10 @@ import {
   DEFAULT_BROKER_OPTIONS,
   devicePublishAllowed,
   deviceSubscribeAllowed,
-  filterWithin,
   resolveBrokerOptions,
   startBroker,
 } from '../../src/emulator/broker.js';
+import { filterWithin } from '../../src/emulator/topic-filter.js';
 import { isShadowError } from '../../src/errors.js';
 import { connectTestClient } from './mqtt-test-client.js';
 

@@ -10,6 +10,7 @@
  */
 import type { JsonPrimitive } from '../../core/document.js';
 import { ShadowError } from '../../errors.js';
+import { topicFilterProblem } from '../topic-filter.js';
 
 /** The comparison operators of the subset (`!=` is read as `<>`). */
 export type RuleComparisonOperator = '=' | '<>' | '<' | '<=' | '>' | '>=';
@@ -440,19 +441,6 @@ class Parser {
       fail(this.sql, close.position, close.raw, `${fn}() takes no arguments but got '${close.raw}'`);
     return fn === 'clientid' ? { kind: 'clientid' } : { kind: 'timestamp' };
   }
-}
-
-/** Why a topic filter is invalid for a rule's FROM clause, or undefined (MQTT 3.1.1 section 4.7). */
-function topicFilterProblem(filter: string): string | undefined {
-  if (filter === '') return 'it is empty';
-  const levels = filter.split('/');
-  for (let i = 0; i < levels.length; i++) {
-    const level = levels[i] as string;
-    if (level.includes('#') && (level !== '#' || i !== levels.length - 1))
-      return "'#' must be the whole last level";
-    if (level.includes('+') && level !== '+') return "'+' must be a whole level";
-  }
-  return undefined;
 }
 
 /**

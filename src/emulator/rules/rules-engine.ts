@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks';
 import type { Callback, Context } from 'aws-lambda';
 import type { JsonValue } from '../../core/document.js';
 import { ShadowOptionsError } from '../../errors.js';
-import { filterWithin } from '../broker.js';
+import { filterWithin } from '../topic-filter.js';
 import {
   decodeRulePayload,
   evaluateRuleExpression,
