@@ -1,7 +1,6 @@
 /**
  * The service's handling of a delete request (spec 1.7, 4), as a pure function.
  */
-import { ShadowOptionsError } from '../errors.js';
 import type {
   DeleteAcceptedBody,
   Rejection,
@@ -9,8 +8,8 @@ import type {
   ShadowTarget,
   ShadowTombstone,
 } from './document.js';
-import { notFoundRejection } from './get-document.js';
-import { checkTarget, resolveLimits, type ShadowLimits } from './limits.js';
+import type { ShadowLimits } from './limits.js';
+import { findLiveShadow } from './live-shadow.js';
 
 /** What {@link applyDelete} needs besides the stored record. */
 export interface DeleteOptions {
@@ -51,19 +50,11 @@ export type ApplyDeleteResult =
  * @example applyDelete(shadowAtVersion4, { target: { thingName: 'lamp' }, now: 1591057529000 }) // accepted { version: 4, timestamp: 1591057529 }
  */
 export function applyDelete(prior: ShadowRecord | undefined, options: DeleteOptions): ApplyDeleteResult {
-  const { target, now, clientToken } = options;
-  if (typeof now !== 'number' || !Number.isFinite(now)) {
-    throw new ShadowOptionsError(`applyDelete: 'now' must be epoch milliseconds, got ${String(now)}`, target);
-  }
-  const limits = resolveLimits(options.limits);
-  const badName = checkTarget(target, limits);
-  if (badName !== undefined) {
-    return { ok: false, rejection: clientToken === undefined ? badName : { ...badName, clientToken } };
-  }
-  if (prior === undefined || 'deleted' in prior) {
-    return { ok: false, rejection: notFoundRejection(target, clientToken) };
-  }
-  const accepted: DeleteAcceptedBody = { version: prior.version, timestamp: Math.floor(now / 1000) };
+  const found = findLiveShadow(prior, options, 'applyDelete');
+  if (!found.ok) return found;
+  const { now, clientToken } = options;
+  const { version } = found.shadow;
+  const accepted: DeleteAcceptedBody = { version, timestamp: Math.floor(now / 1000) };
   if (clientToken !== undefined) accepted.clientToken = clientToken;
-  return { ok: true, tombstone: { deleted: true, version: prior.version + 1, deletedAt: now }, accepted };
+  return { ok: true, tombstone: { deleted: true, version: version + 1, deletedAt: now }, accepted };
 }

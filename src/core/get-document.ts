@@ -1,10 +1,10 @@
 /**
  * The service's answer to a get request (spec 1.1, 3.2), as a pure function.
  */
-import { ShadowOptionsError } from '../errors.js';
 import { computeDelta } from './delta.js';
 import type { GetAcceptedBody, Rejection, ShadowRecord, ShadowTarget } from './document.js';
-import { checkTarget, resolveLimits, type ShadowLimits } from './limits.js';
+import type { ShadowLimits } from './limits.js';
+import { findLiveShadow } from './live-shadow.js';
 
 /** What {@link getDocument} needs besides the stored record. */
 export interface GetOptions {
@@ -31,23 +31,6 @@ export interface GetOptions {
 export type GetDocumentResult = { ok: true; body: GetAcceptedBody } | { ok: false; rejection: Rejection };
 
 /**
- * The 404 the service sends for a shadow that does not exist: `No shadow exists with name: '<name>'`, where
- * the name is the shadow name of a named shadow and the thing name for the classic shadow (spec 5.1).
- *
- * @param target - the shadow addressed
- * @param clientToken - echoed when given
- */
-export function notFoundRejection(target: ShadowTarget, clientToken?: string): Rejection {
-  const rejection: Rejection = {
-    code: 404,
-    message: `No shadow exists with name: '${target.shadowName ?? target.thingName}'`,
-    errorType: 'ResourceNotFoundException',
-  };
-  if (clientToken !== undefined) rejection.clientToken = clientToken;
-  return rejection;
-}
-
-/**
  * The full document as GET / `get/accepted` returns it: `state` with `desired`, `reported` and the
  * computed `delta` (each only when non-empty), `metadata` for the stored sections, `version`, the response
  * `timestamp` (epoch seconds) and the clientToken when the request had one. An empty shadow answers
@@ -63,25 +46,20 @@ export function notFoundRejection(target: ShadowTarget, clientToken?: string): R
  * @example getDocument(stored, { target: { thingName: 'lamp' }, now: Date.now() }) // { ok: true, body: { state: { desired, reported, delta }, ... } }
  */
 export function getDocument(prior: ShadowRecord | undefined, options: GetOptions): GetDocumentResult {
-  const { target, now, clientToken } = options;
-  if (typeof now !== 'number' || !Number.isFinite(now)) {
-    throw new ShadowOptionsError(`getDocument: 'now' must be epoch milliseconds, got ${String(now)}`, target);
-  }
-  const limits = resolveLimits(options.limits);
-  const badName = checkTarget(target, limits);
-  if (badName !== undefined) {
-    return { ok: false, rejection: clientToken === undefined ? badName : { ...badName, clientToken } };
-  }
-  if (prior === undefined || 'deleted' in prior) {
-    return { ok: false, rejection: notFoundRejection(target, clientToken) };
-  }
+  const found = findLiveShadow(prior, options, 'getDocument');
+  if (!found.ok) return found;
+  const { now, clientToken } = options;
   const body: GetAcceptedBody = {
-    state: { ...prior.state },
-    metadata: { ...prior.metadata },
-    version: prior.version,
+    state: { ...found.shadow.state },
+    metadata: { ...found.shadow.metadata },
+    version: found.shadow.version,
     timestamp: Math.floor(now / 1000),
   };
-  const delta = computeDelta(prior.state.desired, prior.state.reported, prior.metadata.desired);
+  const delta = computeDelta(
+    found.shadow.state.desired,
+    found.shadow.state.reported,
+    found.shadow.metadata.desired,
+  );
   if (delta !== undefined) {
     body.state.delta = delta.state;
     if (options.includeDeltaMetadata === true) body.metadata.delta = delta.metadata;

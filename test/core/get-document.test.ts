@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ShadowTombstone, StoredShadow } from '../../src/core/document.js';
-import { getDocument, notFoundRejection } from '../../src/core/get-document.js';
+import { getDocument } from '../../src/core/get-document.js';
+import { notFoundRejection } from '../../src/core/live-shadow.js';
 import { isShadowError } from '../../src/errors.js';
 
 const target = { thingName: 'lamp' };
