@@ -1,7 +1,8 @@
 /**
  * The service's merge of an update request section into a stored section (spec section 2).
  */
-import type { JsonObject, JsonValue } from './document.js';
+import type { JsonObject } from './document.js';
+import { cloneJson, fastCopy, isJsonObject, setOwn } from './json-value.js';
 
 /**
  * Merges one section of an update request (`state.desired` or `state.reported`) into the stored section:
@@ -57,64 +58,4 @@ function mergeObject(base: JsonObject, patch: JsonObject): JsonObject {
     }
   }
   return out === undefined ? base : reshaped ? fastCopy(out) : out;
-}
-
-/**
- * A shallow copy built by object spread. V8 turns objects that gain many keys by computed-name stores, or
- * lose one by `delete`, into slow dictionary objects (copying a 40-key one then costs 100 times more);
- * spreading it gives a fast object again. Spread keeps an own `__proto__` key as an own key.
- */
-export function fastCopy<T extends object>(value: T): T {
-  return { ...value };
-}
-
-/**
- * True for a JSON object (not `null`, not an array).
- *
- * @param value - any value
- */
-export function isJsonObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/**
- * Sets an own data property, also for the key `__proto__`, which a plain assignment would turn into a
- * prototype change (`JSON.parse('{"__proto__":1}')` yields an own key that must survive a merge).
- *
- * @param target - the object to write
- * @param key - the property name
- * @param value - the value
- */
-export function setOwn<T>(target: { [key: string]: T }, key: string, value: T): void {
-  if (key === '__proto__') {
-    Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
-  } else {
-    target[key] = value;
-  }
-}
-
-/**
- * A deep copy of a JSON value (object properties holding `undefined` are dropped).
- *
- * @param value - the value to copy
- */
-export function cloneJson<T extends JsonValue>(value: T): T {
-  if (Array.isArray(value)) return value.map((element) => cloneJson(element)) as T;
-  if (isJsonObject(value)) {
-    // Spread first and overwrite existing keys in place: no key is added, so the copy stays a fast object.
-    let out: JsonObject = { ...value };
-    let reshaped = false;
-    for (const key of Object.keys(out)) {
-      const child = out[key];
-      if (child === undefined) {
-        delete out[key];
-        reshaped = true;
-      } else if (typeof child === 'object' && child !== null) {
-        setOwn(out, key, cloneJson(child));
-      }
-    }
-    if (reshaped) out = fastCopy(out);
-    return out as T;
-  }
-  return value;
 }

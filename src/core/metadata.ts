@@ -4,7 +4,7 @@
  * scalar leaf becomes `{ timestamp }` (epoch seconds of the update that last wrote it).
  */
 import type { JsonObject, JsonValue, LeafMetadata, MetadataNode, MetadataObject } from './document.js';
-import { fastCopy, isJsonObject, setOwn } from './merge.js';
+import { fastCopy, isJsonObject, setOwn } from './json-value.js';
 
 /**
  * Metadata of a value written at `timestamp`: a scalar (or `null`) becomes `{ timestamp }`, an array one

@@ -20,6 +20,7 @@ import type {
   UpdateAcceptedBody,
 } from '../core/document.js';
 import { jsonEqual } from '../core/json-equal.js';
+import { isJsonObject } from '../core/json-value.js';
 import { mergeSection } from '../core/merge.js';
 import {
   isShadowError,
@@ -164,14 +165,10 @@ function copy<T>(value: T): T {
   return value === undefined ? value : structuredClone(value);
 }
 
-function isObject(value: JsonValue | undefined): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function pathValue(root: JsonObject, segments: readonly string[]): JsonValue | undefined {
   let node: JsonValue | undefined = root;
   for (const segment of segments) {
-    if (!isObject(node) || !Object.hasOwn(node, segment)) return undefined;
+    if (!isJsonObject(node) || !Object.hasOwn(node, segment)) return undefined;
     node = node[segment];
   }
   return node;

@@ -11,6 +11,7 @@
 import { diffSection } from '../core/diff.js';
 import type { JsonObject, JsonValue } from '../core/document.js';
 import { jsonEqual } from '../core/json-equal.js';
+import { isJsonObject } from '../core/json-value.js';
 import { mergeSection } from '../core/merge.js';
 
 /** The leaves an update carried, to acknowledge once it is accepted. */
@@ -48,14 +49,10 @@ export interface ReportedIntent {
   discard(reported: JsonObject | undefined): void;
 }
 
-function isObject(value: JsonValue | undefined): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function getPath(root: JsonObject | undefined, path: readonly string[]): JsonValue | undefined {
   let node: JsonValue | undefined = root;
   for (const segment of path) {
-    if (!isObject(node) || !Object.hasOwn(node, segment)) return undefined;
+    if (!isJsonObject(node) || !Object.hasOwn(node, segment)) return undefined;
     node = node[segment];
   }
   return node;
@@ -66,7 +63,7 @@ function setPath(root: JsonObject, path: readonly string[], value: JsonValue): v
   for (let i = 0; i < path.length - 1; i++) {
     const segment = path[i] as string;
     let next = Object.hasOwn(node, segment) ? node[segment] : undefined;
-    if (!isObject(next)) {
+    if (!isJsonObject(next)) {
       next = {};
       define(node, segment, next);
     }
@@ -84,7 +81,7 @@ function leafPaths(patch: JsonObject, prefix: string[], out: string[][]): string
   for (const key of Object.keys(patch)) {
     const value = patch[key];
     const path = [...prefix, key];
-    if (isObject(value) && Object.keys(value).length > 0) leafPaths(value, path, out);
+    if (isJsonObject(value) && Object.keys(value).length > 0) leafPaths(value, path, out);
     else out.push(path);
   }
   return out;
@@ -107,7 +104,7 @@ function nest(path: readonly string[], value: JsonValue): JsonObject {
  * service is believed to hold an object there, send the diff to the wanted one (nulls for the old keys).
  */
 function replacing(stored: JsonValue | undefined, value: JsonValue): JsonValue {
-  if (!isObject(value) || !isObject(stored)) return value;
+  if (!isJsonObject(value) || !isJsonObject(stored)) return value;
   const diff = diffSection(stored, value);
   if (diff === undefined) return value;
   if (diff !== null) return diff;
@@ -187,7 +184,7 @@ export function createReportedIntent(): ReportedIntent {
       for (const { key, path, value } of sent) {
         if (!dirty.has(key) || !jsonEqual(getPath(wanted, path) ?? null, value)) continue;
         dirty.delete(key);
-        if (unsure && isObject(value)) unverified.set(key, { path, value });
+        if (unsure && isJsonObject(value)) unverified.set(key, { path, value });
       }
     },
     unsure() {

@@ -6,6 +6,7 @@
 import { diffSection } from '../core/diff.js';
 import type { JsonObject, JsonValue } from '../core/document.js';
 import { jsonEqual } from '../core/json-equal.js';
+import { isJsonObject } from '../core/json-value.js';
 import { mergeSection } from '../core/merge.js';
 import { ShadowOptionsError, ShadowValidationError, type ValidationIssue } from '../errors.js';
 import { buildRouteTable, type RouteNode, ruleFor } from './route-table.js';
@@ -106,10 +107,6 @@ export interface SplitPolicy {
 
 const HOUR_MS = 3_600_000;
 
-function isObject(value: JsonValue | undefined): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);
@@ -141,7 +138,7 @@ function collectNonJson(value: unknown, path: (string | number)[], issues: Valid
 function getPath(root: JsonObject | undefined, segments: readonly string[]): JsonValue | undefined {
   let node: JsonValue | undefined = root;
   for (const segment of segments) {
-    if (!isObject(node) || !Object.hasOwn(node, segment)) return undefined;
+    if (!isJsonObject(node) || !Object.hasOwn(node, segment)) return undefined;
     node = node[segment];
   }
   return node;
@@ -152,7 +149,7 @@ function setPath(root: JsonObject, segments: readonly string[], value: JsonValue
   for (let i = 0; i < segments.length - 1; i++) {
     const segment = segments[i] as string;
     let next = Object.hasOwn(node, segment) ? node[segment] : undefined;
-    if (!isObject(next)) {
+    if (!isJsonObject(next)) {
       next = {};
       setOwn(node, segment, next);
     }
@@ -184,10 +181,10 @@ interface SplitWork {
  */
 function withoutVoidDeletes(value: JsonValue, last: JsonValue | undefined): JsonValue | undefined {
   if (value === null) return last === undefined ? undefined : null;
-  if (!isObject(value)) return value;
+  if (!isJsonObject(value)) return value;
   const keys = Object.keys(value);
   if (keys.length === 0) return value;
-  const lastObject = isObject(last) ? last : undefined;
+  const lastObject = isJsonObject(last) ? last : undefined;
   let out: JsonObject | undefined;
   for (const key of keys) {
     const child = value[key];
@@ -303,7 +300,7 @@ export function splitPolicy(options: SplitPolicyOptions = {}): SplitPolicy {
       if (
         child !== undefined &&
         child.children.size > 0 &&
-        isObject(value) &&
+        isJsonObject(value) &&
         Object.keys(value).length > 0
       ) {
         walk(value, child, rule, segments, state, work);

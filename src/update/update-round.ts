@@ -17,8 +17,8 @@ import type {
   StoredShadow,
   UpdateState,
 } from '../core/document.js';
+import { isJsonObject } from '../core/json-value.js';
 import type { ShadowLimits } from '../core/limits.js';
-import { isJsonObject } from '../core/merge.js';
 import { completeMetadata } from '../core/metadata.js';
 import { describeTarget, ShadowLimitError, ShadowValidationError } from '../errors.js';
 import type { KnownState, ShadowDocument } from '../transports/transport.js';

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { JsonObject, JsonValue, MetadataNode, MetadataObject } from '../../src/core/document.js';
-import { cloneJson, mergeSection } from '../../src/core/merge.js';
+import { cloneJson } from '../../src/core/json-value.js';
+import { mergeSection } from '../../src/core/merge.js';
 import {
   completeMetadata,
   isLeafMetadata,
