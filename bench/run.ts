@@ -1,11 +1,13 @@
 /**
  * `npm run bench` (`tsx bench/run.ts`): runs every suite in `bench/suites/` (each file exports `suite`, a
- * {@link BenchSuite}), writes `bench/results/<suite>.json` and `.md`, then `bench/results/REPORT.md`.
+ * {@link BenchSuite}), writes `bench/results/<suite>.json`, `.md` and `.svg`, then `bench/results/REPORT.md`,
+ * and prints a short summary.
  *
  * Each suite runs in `forks` fresh processes (this script again, with `--fork <suite>`), which measure and
  * write their raw figures to a temporary file; this process merges them. See `measure.ts` for why.
  *
- * Flags: `--quick` (short run), `--suite <name>` (repeatable; default all), `--forks <n>`, `--help`.
+ * Flags: `--quick` (short run), `--suite <name>` (repeatable; default all), `--forks <n>`, `--report` (only
+ * rewrite the Markdown, charts and headlines from the JSON already in `bench/results/`), `--help`.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,8 +15,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type BenchSuite, measureGroup, type RawGroup, SETTINGS, summariseGroup } from './measure.js';
-import { describeEnvironment, type SuiteReport, writeCombinedReport, writeSuiteReport } from './report.js';
+import { type BenchSuite, measureGroup, type RawGroup, suiteSettings, summariseGroup } from './measure.js';
+import {
+  describeEnvironment,
+  machineLine,
+  readSuiteReports,
+  type SuiteReport,
+  writeCombinedReport,
+  writeSuiteReport,
+} from './report.js';
+
+// The AWS SDK warns once per process that its 2027 releases need Node 22; the benchmarks run on Node 20 on purpose.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const suitesDirectory = join(here, 'suites');
@@ -44,11 +56,13 @@ function tinybenchVersion(): string {
 }
 
 /** In a fork: measures every group of one suite and writes the raw figures to `out`. */
-async function runFork(suite: BenchSuite, quick: boolean, out: string): Promise<void> {
-  const settings = quick ? SETTINGS.quick : SETTINGS.full;
-  const measured: RawGroup[] = [];
+async function runFork(suite: BenchSuite, quick: boolean, rounds: number, out: string): Promise<void> {
+  const settings = { ...suiteSettings(suite, quick), rounds };
+  const measured: (RawGroup & { timed: boolean })[] = [];
   try {
-    for (const group of await suite.groups({ quick })) measured.push(await measureGroup(group, settings));
+    for (const group of await suite.groups({ quick })) {
+      measured.push({ ...(await measureGroup(group, settings)), timed: group.kind !== 'scenario' });
+    }
   } finally {
     await suite.teardown?.();
   }
@@ -56,17 +70,34 @@ async function runFork(suite: BenchSuite, quick: boolean, out: string): Promise<
 }
 
 /** Runs this script as a fork for `suite` and returns what it measured. */
-async function fork(suite: string, quick: boolean, directory: string, index: number): Promise<RawGroup[]> {
-  const out = join(directory, `${suite}-${index}.json`);
-  const args = [...process.execArgv, fileURLToPath(import.meta.url), '--fork', suite, '--out', out];
+async function fork(
+  suite: BenchSuite,
+  quick: boolean,
+  rounds: number,
+  directory: string,
+  index: number,
+): Promise<(RawGroup & { timed: boolean })[]> {
+  const out = join(directory, `${suite.name}-${index}.json`);
+  const args = [
+    ...process.execArgv,
+    ...(suite.nodeFlags ?? []),
+    fileURLToPath(import.meta.url),
+    '--fork',
+    suite.name,
+    '--out',
+    out,
+    '--rounds',
+    String(rounds),
+  ];
   if (quick) args.push('--quick');
   const code = await new Promise<number | null>((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: 'inherit' });
     child.on('error', reject);
     child.on('exit', resolve);
   });
-  if (code !== 0) throw new Error(`fork ${index + 1} of suite '${suite}' exited with code ${String(code)}`);
-  return JSON.parse(readFileSync(out, 'utf8')) as RawGroup[];
+  if (code !== 0)
+    throw new Error(`fork ${index + 1} of suite '${suite.name}' exited with code ${String(code)}`);
+  return JSON.parse(readFileSync(out, 'utf8')) as (RawGroup & { timed: boolean })[];
 }
 
 async function main(): Promise<void> {
@@ -77,21 +108,38 @@ async function main(): Promise<void> {
       forks: { type: 'string' },
       fork: { type: 'string' },
       out: { type: 'string' },
+      rounds: { type: 'string' },
+      report: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   const all = await loadSuites();
   if (values.fork !== undefined) {
     const suite = all.find((candidate) => candidate.name === values.fork);
-    if (suite === undefined || values.out === undefined)
+    if (suite === undefined || values.out === undefined || values.rounds === undefined)
       throw new Error(`bad fork arguments: ${values.fork}`);
-    await runFork(suite, values.quick, values.out);
+    await runFork(suite, values.quick, Number(values.rounds), values.out);
     // Suites may leave unref'd servers or timers behind; the figures are written, so leave now.
     process.exit(0);
   }
+  if (values.report) {
+    for (const report of readSuiteReports(resultsDirectory)) {
+      const suite = all.find((candidate) => candidate.name === report.suite);
+      writeSuiteReport(resultsDirectory, {
+        ...report,
+        headlines: suite?.headline?.(report.groups) ?? report.headlines,
+      });
+    }
+    console.log(
+      `rewrote ${writeCombinedReport(resultsDirectory)
+        .map((r) => `${r.suite}.md/.svg`)
+        .join(', ')} and REPORT.md`,
+    );
+    return;
+  }
   if (values.help) {
     console.log(
-      `usage: npm run bench -- [--quick] [--suite <name>]... [--forks <n>]\nsuites: ${all.map((s) => s.name).join(', ')}`,
+      `usage: npm run bench -- [--quick] [--suite <name>]... [--forks <n>] | --report\nsuites: ${all.map((s) => s.name).join(', ')}`,
     );
     return;
   }
@@ -100,55 +148,69 @@ async function main(): Promise<void> {
   if (unknown.length > 0) {
     throw new Error(`unknown suite(s): ${unknown.join(', ')}; known: ${all.map((s) => s.name).join(', ')}`);
   }
-  const settings = { ...(values.quick ? SETTINGS.quick : SETTINGS.full) };
+  let forkOverride: number | undefined;
   if (values.forks !== undefined) {
-    const forks = Number(values.forks);
-    if (!Number.isInteger(forks) || forks < 1)
+    forkOverride = Number(values.forks);
+    if (!Number.isInteger(forkOverride) || forkOverride < 1)
       throw new Error(`--forks must be a positive integer, got ${values.forks}`);
-    settings.forks = forks;
   }
   const environment = describeEnvironment(tinybenchVersion());
   mkdirSync(resultsDirectory, { recursive: true });
   const scratch = mkdtempSync(join(tmpdir(), 'shadow-sync-bench-'));
-  console.log(
-    `${environment.cpu}, ${environment.cores} cores, Node ${environment.node}, ${settings.forks} forks${values.quick ? ', quick' : ''}`,
-  );
+  const runStarted = performance.now();
+  console.log(`${machineLine(environment)}${values.quick ? ' (quick run)' : ''}`);
+  const selected = all
+    .filter((candidate) => wanted.includes(candidate.name))
+    .sort((a, b) => a.order - b.order);
   try {
-    for (const suite of all.filter((candidate) => wanted.includes(candidate.name))) {
+    for (const suite of selected) {
+      const settings = suiteSettings(suite, values.quick);
+      if (forkOverride !== undefined) settings.forks = forkOverride;
       const started = performance.now();
       const date = new Date().toISOString();
-      const forks: RawGroup[][] = [];
+      const suiteEnvironment = describeEnvironment(environment.tinybench);
+      console.log(
+        `\n${suite.order}. ${suite.title} (${suite.name}): ${settings.forks} × ${settings.rounds} rounds`,
+      );
+      const forks: (RawGroup & { timed: boolean })[][] = [];
       for (let index = 0; index < settings.forks; index++) {
-        forks.push(await fork(suite.name, values.quick, scratch, index));
+        forks.push(await fork(suite, values.quick, settings.rounds, scratch, index));
       }
       const groups = (forks[0] ?? []).map((_, group) =>
         summariseGroup(forks.map((measured) => measured[group]).filter((raw) => raw !== undefined)),
       );
-      for (const result of groups) {
-        const line = result.tasks
-          .filter((task) => task.name !== result.baseline)
-          .map((task) => `${task.name} ${task.ratio.median.toFixed(2)}x`)
-          .join(', ');
-        console.log(`${suite.name} / ${result.name}: ${line} (vs ${result.baseline})`);
-      }
       const report: SuiteReport = {
         suite: suite.name,
+        order: suite.order,
         title: suite.title,
         description: suite.description,
+        ...(values.quick && suite.quickNote !== undefined ? { quickNote: suite.quickNote } : {}),
         date,
         quick: values.quick,
         settings,
+        timed: (forks[0] ?? []).some((group) => group.timed),
         durationSeconds: (performance.now() - started) / 1000,
-        environment,
+        environment: suiteEnvironment,
         groups,
+        headlines: suite.headline?.(groups) ?? [],
       };
       writeSuiteReport(resultsDirectory, report);
+      console.log(`   done in ${report.durationSeconds.toFixed(1)} s`);
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  const included = writeCombinedReport(resultsDirectory);
-  console.log(`wrote bench/results/REPORT.md (${included.join(', ')})`);
+  const reports = writeCombinedReport(resultsDirectory);
+  console.log(
+    `\nSummary (${((performance.now() - runStarted) / 1000).toFixed(0)} s; ratios against the peer named in each line, same run):`,
+  );
+  for (const report of reports.filter((r) => wanted.includes(r.suite))) {
+    console.log(`${report.order}. ${report.title}${report.quick ? ' (quick)' : ''}`);
+    for (const headline of report.headlines) console.log(`   - ${headline}`);
+  }
+  console.log(
+    `\nwrote bench/results/REPORT.md, <suite>.json/.md/.svg (${reports.map((r) => r.suite).join(', ')})`,
+  );
 }
 
 main().catch((error: unknown) => {

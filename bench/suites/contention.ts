@@ -1,30 +1,4 @@
-/**
- * Contention suite: W concurrent writers (1, 4, 16) each making read-modify-write increments of one counter
- * in one shadow, over HTTP with the real AWS SDK client against the local shadow service, for
- *   (a) a naive loop: p-retry around GET + versioned UPDATE (the baseline),
- *   (b) shadow-sync with independent clients (one `createShadowClient` + `awsTransport` + SDK client per writer),
- *   (c) shadow-sync with one shared client (its concurrent calls coalesce),
- *   (d) as (b) but over MQTT (`mqttTransport`, one mqtt.js connection per writer): `update/documents` tells each
- *       writer the winning document, so a lost race costs no read.
- * One timed call = every writer makes one increment (W committed updates). The harness times calls and
- * reports committed updates/s as ratios against (a); the extra figures the issue asks for (requests per
- * committed update, p50 / p99 latency of one committed update, failures) are counted on every timed call and
- * written under each group's table.
- *
- * Time scale. p-retry's defaults (10 retries, factor 2, first wait 1,000 ms, no randomisation) make a naive
- * loop with 16 writers wait up to 1,023 s per call; no benchmark can run that many times. The naive loop keeps
- * every default but `minTimeout`, scaled from 1,000 ms to 1 ms. Its writers then wait about one local round trip,
- * which spreads their retries more than 1 s waits spread AWS round trips: its request counts here are a LOWER
- * bound of what p-retry's defaults cost against AWS. shadow-sync runs with its documented defaults (full jitter,
- * base 20 ms, cap 1 s): its figures are what users get.
- *
- * The service's per-thing quotas are raised (AWS's 20 requests/s per thing would otherwise be all that is
- * measured) and so are shadow-sync's client-side limiter settings, for the same reason. Sockets have Nagle off.
- * The harness has no teardown hook, so servers and sockets are unref'd and a keep-alive timer, re-armed by every
- * call, holds the process open only while the suite runs.
- */
-import { Agent } from 'node:http';
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import mqtt from 'mqtt';
 import pRetry from 'p-retry';
@@ -36,9 +10,12 @@ import { awsTransport } from '../../src/transports/aws.js';
 import { mqttTransport } from '../../src/transports/mqtt.js';
 import type { ShadowTransport } from '../../src/transports/transport.js';
 import { createShadowClient, type ShadowHandle } from '../../src/update/shadow-client.js';
-import type { BenchGroup, BenchSuite } from '../measure.js';
+import type { BenchGroup, BenchSuite, GroupResult, Metric } from '../measure.js';
+import { benchAgent } from '../support/bench-http.js';
+import { formatRatio } from '../svg-chart.js';
 
 const WRITER_COUNTS = [1, 4, 16] as const;
+const QUICK_WRITER_COUNTS = [1, 16] as const;
 const NAIVE = '(a) naive p-retry GET + versioned UPDATE';
 const INDEPENDENT = '(b) shadow-sync, independent clients';
 const SHARED = '(c) shadow-sync, one shared client';
@@ -58,23 +35,12 @@ interface Tally {
 
 const newTally = (): Tally => ({ committed: 0, requests: 0, failed: 0, latencies: [] });
 
-function benchAgent(): Agent {
-  const agent = new Agent({ keepAlive: true, maxSockets: 4 });
-  agent.createConnection = (options, callback) => {
-    const socket: Socket = createConnection(options as never, callback as never);
-    socket.setNoDelay(true);
-    socket.unref();
-    return socket;
-  };
-  return agent;
-}
-
 function sdkClient(endpoint: string): IoTDataPlaneClient {
   return new IoTDataPlaneClient({
     endpoint,
     region: 'us-east-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
-    requestHandler: { httpAgent: benchAgent() },
+    requestHandler: { httpAgent: benchAgent(4, true) },
     maxAttempts: 1, // the SDK's own retries would hide requests from the count
   });
 }
@@ -219,53 +185,50 @@ async function tasksFor(endpoint: string, mqttUrl: string, writers: number) {
   };
 }
 
-function statsMarkdown(
-  writers: number,
-  tallies: Record<'naive' | 'independent' | 'shared' | 'mqtt', Tally>,
-): string {
-  const row = (name: string, tally: Tally) => {
-    const perCommit = tally.committed === 0 ? Number.NaN : tally.requests / tally.committed;
-    return `| ${name} | ${tally.committed} | ${tally.failed} | ${perCommit.toFixed(2)} | ${(perCommit / (tallies.naive.requests / tallies.naive.committed)).toFixed(2)}x | ${percentile(tally.latencies, 50).toFixed(1)} | ${percentile(tally.latencies, 99).toFixed(1)} |`;
+/** Per-round figures of one tally, then a fresh start. */
+function drain(tally: Tally): Record<string, number> {
+  const figures = {
+    requests: tally.committed === 0 ? Number.NaN : tally.requests / tally.committed,
+    p50: percentile(tally.latencies, 50),
+    p99: percentile(tally.latencies, 99),
+    failed: tally.failed,
   };
-  const independentRatio =
-    tallies.independent.requests /
-    tallies.independent.committed /
-    (tallies.naive.requests / tallies.naive.committed);
-  const sharedPerCommit = tallies.shared.requests / tallies.shared.committed;
-  const lines = [
-    `${writers} concurrent writer${writers === 1 ? '' : 's'} on one shadow over HTTP; one call = one increment per writer. Counted over every call of this group (warm-up included):`,
-    '',
-    '| task | committed updates | failed | requests per committed update | vs (a) | p50 ms | p99 ms |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    row(NAIVE, tallies.naive),
-    row(INDEPENDENT, tallies.independent),
-    row(SHARED, tallies.shared),
-    row(OVER_MQTT, tallies.mqtt),
-    '',
-    "The naive loop's ops/s count its failed updates (p-retry gave up) as if they had committed: the harness assumes a fixed number of updates per call.",
-    '',
-  ];
-  if (writers === 16) {
-    lines.push(
-      `Goal: (b) needs at most 0.7x the requests of (a) at 16 writers: ${independentRatio <= 0.7 ? 'met' : '**not met**'} (${independentRatio.toFixed(2)}x).`,
-    );
-  }
-  lines.push(
-    `Goal: (c) at most 1.2 requests per committed update: ${sharedPerCommit <= 1.2 ? 'met' : '**not met**'} (${sharedPerCommit.toFixed(2)}).`,
-  );
-  return lines.join('\n');
+  Object.assign(tally, newTally());
+  return figures;
 }
+
+const METRICS: Metric[] = [
+  { key: 'requests', label: 'requests per committed update', better: 'lower', digits: 2 },
+  { key: 'p50', label: 'p50 ms per update', better: 'lower', digits: 1, chart: false },
+  { key: 'p99', label: 'p99 ms per update', better: 'lower', digits: 1, chart: false },
+  { key: 'failed', label: 'updates given up', better: 'lower', chart: false },
+];
 
 export const suite: BenchSuite = {
   name: 'contention',
+  order: 2,
   title: 'Update engine under contention',
   description:
     'W concurrent writers increment one counter in one shadow over HTTP (real AWS SDK, local service with its per-thing quotas raised). ' +
-    '(a) naive p-retry loop around GET + versioned UPDATE (p-retry defaults, first wait scaled 1,000 ms → 1 ms; see the suite source), ' +
+    'Peer: (a) a naive p-retry loop around GET + versioned UPDATE (p-retry defaults, first wait scaled 1,000 ms → 1 ms; see the suite source). ' +
     '(b) shadow-sync with one client per writer, (c) shadow-sync with one client shared by all writers (coalescing), ' +
     '(d) as (b) over MQTT, where update/documents spares the read after a lost race. ' +
-    'ops/s = committed updates per second.',
-  async groups() {
+    'ops/s = updates per second (one call = one increment per writer; a naive update p-retry gave up on still counts, see "updates given up"); ' +
+    'requests, p50/p99 and updates given up are counted per round, warm-up included. Slow calls: at least 3 calls per task and round.',
+  quickNote:
+    '1 fork × 2 rounds of 100 ms per task (full: 2 forks × 3 rounds of 250 ms), and the 4-writer group is left out (1 and 16 writers are measured).',
+  settings: {
+    full: { forks: 2, rounds: 3, timeMs: 250, warmupMs: 25 },
+    quick: { forks: 1, rounds: 2, timeMs: 100, warmupMs: 10 },
+  },
+  headline: (groups: GroupResult[]) =>
+    groups.map((group) => {
+      const pick = (name: string) => group.tasks.find((task) => task.name === name)?.metrics;
+      const b = pick(INDEPENDENT);
+      const c = pick(SHARED);
+      return `${group.name}: independent clients ${formatRatio(b?.ops?.ratio?.median ?? Number.NaN)} the naive loop's updates/s with ${formatRatio(b?.requests?.ratio?.median ?? Number.NaN)} its requests per update; one shared client ${formatRatio(c?.ops?.ratio?.median ?? Number.NaN)} with ${formatRatio(c?.requests?.ratio?.median ?? Number.NaN)}`;
+    }),
+  async groups({ quick }) {
     const engine = createShadowEngine({
       limits: { requestsPerSecondPerThing: 1_000_000, maxInFlightPerThing: 100_000 },
     });
@@ -274,17 +237,25 @@ export const suite: BenchSuite = {
     const broker = await startMqttFront(engine);
     broker.unref();
     const groups: BenchGroup[] = [];
-    for (const writers of WRITER_COUNTS) {
+    for (const writers of quick ? QUICK_WRITER_COUNTS : WRITER_COUNTS) {
       const { tallies, tasks } = await tasksFor(front.endpoint, broker.mqttUrl, writers);
+      const goals: BenchGroup['goals'] = [{ task: SHARED, metric: 'requests', on: 'value', atMost: 1.2 }];
+      if (writers === 16) goals.push({ task: INDEPENDENT, metric: 'requests', on: 'ratio', atMost: 0.7 });
       groups.push({
         name: `${writers} writer${writers === 1 ? '' : 's'}`,
         baseline: NAIVE,
         opsPerCall: writers,
         tasks,
-        // Read after the group was measured: the counts cover every timed call.
-        get input() {
-          return statsMarkdown(writers, tallies);
-        },
+        metrics: METRICS,
+        minIterations: 3,
+        sample: () => ({
+          [NAIVE]: drain(tallies.naive),
+          [INDEPENDENT]: drain(tallies.independent),
+          [SHARED]: drain(tallies.shared),
+          [OVER_MQTT]: drain(tallies.mqtt),
+        }),
+        goals,
+        input: `${writers} concurrent writer${writers === 1 ? '' : 's'} on one shadow; one call = one increment per writer.`,
       });
     }
     return groups;

@@ -1,30 +1,48 @@
 /**
- * HTTP service suite: UpdateThingShadow calls per second through the local service's data plane with the real
+ * Local service throughput, over HTTP and over MQTT.
+ *
+ * HTTP: UpdateThingShadow calls per second through the local service's data plane with the real
  * AWS SDK client (`IoTDataPlaneClient`, keep-alive agent, 64 requests in flight over 256 things), in memory and
  * with a data directory (every acknowledged update fsynced, group commit), and the same updates from a plain
  * node:http client (the service's own cost without the SDK's), next to the floor: a bare node:http
  * server answering the same POSTs with a fixed body, driven by the same agent without the SDK.
  *
  * Issue goal: at least 5,000 updates/s over HTTP on the 2-core machine (absolute numbers in the results table).
+ *
+ * MQTT: shadow updates per second through the local service's MQTT side (mqtt.js devices → embedded aedes → MQTT
+ * front → engine → `update/accepted` back to the device, QoS 1 requests), next to the raw embedded broker's QoS 1
+ * messages per second (publish → delivered to a subscriber) as the floor. Issue goal: at least 10,000 shadow
+ * updates/s over MQTT.
  * The per-thing quotas are raised: AWS's 20 requests/s per thing would otherwise be the only thing measured.
- * The harness has no teardown hook, so servers and sockets are unref'd and a keep-alive timer, refreshed by every
- * call, holds the process open only while the suite is being measured.
+ * Servers and sockets are unref'd and a keep-alive timer, refreshed by every call, holds the
+ * process open only while the suite is being measured.
  */
 import { mkdtempSync } from 'node:fs';
-import { Agent, createServer, request } from 'node:http';
-import { type AddressInfo, createConnection, type Socket } from 'node:net';
+import { type Agent, createServer, request } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { MqttClient } from 'mqtt';
+import { startBroker } from '../../src/emulator/broker.js';
 import { startHttpFront } from '../../src/emulator/http-front.js';
+import { startMqttFront } from '../../src/emulator/mqtt-front.js';
 import { createShadowEngine } from '../../src/emulator/shadow-engine.js';
-import type { BenchGroup, BenchSuite } from '../measure.js';
+import type { BenchGroup, BenchSuite, GroupResult } from '../measure.js';
+import { benchAgent } from '../support/bench-http.js';
+import { connectBenchClient } from '../support/bench-mqtt.js';
+import { formatRatio } from '../svg-chart.js';
 
 const CONCURRENCY = 64;
 const THINGS = 256;
-const BATCH = 500;
+const BATCH = 200;
+const DEVICES = 4;
+const PER_DEVICE = 250;
+const MQTT_BATCH = DEVICES * PER_DEVICE;
+const RAW_BROKER = 'aedes raw QoS 1 publish→deliver (floor)';
+const SHADOW_MQTT = 'shadow update over MQTT (QoS 1 request → update/accepted)';
 const RAW = 'node:http POST round trip (floor)';
 const PLAIN = 'UpdateThingShadow via plain node:http client, in memory';
 const MEMORY = 'UpdateThingShadow via AWS SDK, in memory';
@@ -72,18 +90,6 @@ parentPort.on('message', async (total) => {
 `;
 
 const keepAlive = setTimeout(() => {}, 5000);
-
-/** A keep-alive agent whose sockets have Nagle disabled and do not hold the process open. */
-function benchAgent(): Agent {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  agent.createConnection = (options, callback) => {
-    const socket: Socket = createConnection(options as never, callback as never);
-    socket.setNoDelay(true);
-    socket.unref();
-    return socket;
-  };
-  return agent;
-}
 
 /** Runs `total` calls of `one`, `CONCURRENCY` at a time. */
 async function pool(total: number, one: (i: number) => Promise<unknown>): Promise<void> {
@@ -137,7 +143,7 @@ async function rawTask() {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   server.unref();
   const { port } = server.address() as AddressInfo;
-  const post = poster(port, benchAgent());
+  const post = poster(port, benchAgent(CONCURRENCY, true));
   return async () => {
     keepAlive.refresh();
     await pool(BATCH, post);
@@ -151,7 +157,7 @@ async function plainTask() {
   });
   const front = await startHttpFront(engine);
   front.unref();
-  const post = poster(front.port, benchAgent());
+  const post = poster(front.port, benchAgent(CONCURRENCY, true));
   return async () => {
     keepAlive.refresh();
     await pool(BATCH, post);
@@ -171,7 +177,7 @@ async function sdkTask(dataDir: string | undefined) {
     region: 'us-east-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
     maxAttempts: 1,
-    requestHandler: new NodeHttpHandler({ httpAgent: benchAgent() }),
+    requestHandler: new NodeHttpHandler({ httpAgent: benchAgent(CONCURRENCY, true) }),
   });
   let n = 0;
   // Correctness check before timing: an update is accepted and answered with its version.
@@ -221,23 +227,124 @@ async function threadedTask() {
   };
 }
 
+/** Resolves when `count` messages have arrived on `client` (counted by a shared listener). */
+function counter(client: MqttClient) {
+  let received = 0;
+  let target = 0;
+  let done: (() => void) | undefined;
+  client.on('message', () => {
+    received++;
+    if (done !== undefined && received >= target) {
+      const finish = done;
+      done = undefined;
+      finish();
+    }
+  });
+  return (count: number) =>
+    new Promise<void>((resolve) => {
+      target = received + count;
+      done = resolve;
+    });
+}
+
+/** The floor: the same 4 clients each publish QoS 1 to a plain topic they subscribe to, and wait for their copies. */
+async function rawBrokerTask() {
+  const broker = await startBroker();
+  broker.unref();
+  const payload = Buffer.from('{"state":{"reported":{"n":123456,"on":true}}}');
+  const clients: { client: MqttClient; arrived: (count: number) => Promise<void>; topic: string }[] = [];
+  for (let d = 0; d < DEVICES; d++) {
+    const topic = `bench/raw/${d}`;
+    const client = await connectBenchClient(broker.url, `raw-${d}`, { unref: true });
+    await client.subscribeAsync(topic, { qos: 1 });
+    clients.push({ client, arrived: counter(client), topic });
+  }
+  return async () => {
+    keepAlive.refresh();
+    await Promise.all(
+      clients.map(async ({ client, arrived, topic }) => {
+        const waiting = arrived(PER_DEVICE);
+        for (let i = 0; i < PER_DEVICE; i++) client.publish(topic, payload, { qos: 1 });
+        await waiting;
+      }),
+    );
+    return MQTT_BATCH;
+  };
+}
+
+async function shadowTask() {
+  const engine = createShadowEngine({
+    limits: { requestsPerSecondPerThing: 1_000_000_000, maxInFlightPerThing: 1_000_000 },
+  });
+  const front = await startMqttFront(engine);
+  front.unref();
+  const devices: { client: MqttClient; arrived: (count: number) => Promise<void>; topic: string }[] = [];
+  for (let d = 0; d < DEVICES; d++) {
+    const thing = `bench-${d}`;
+    const client = await connectBenchClient(front.mqttUrl, thing, { unref: true });
+    await client.subscribeAsync(`$aws/things/${thing}/shadow/update/accepted`, { qos: 1 });
+    devices.push({ client, arrived: counter(client), topic: `$aws/things/${thing}/shadow/update` });
+  }
+  let n = 0;
+  return async () => {
+    keepAlive.refresh();
+    const waits = devices.map(async ({ client, arrived, topic }) => {
+      const waiting = arrived(PER_DEVICE);
+      for (let i = 0; i < PER_DEVICE; i++)
+        client.publish(topic, `{"state":{"reported":{"n":${n++},"on":true}}}`, { qos: 1 });
+      await waiting;
+    });
+    await Promise.all(waits);
+    return MQTT_BATCH;
+  };
+}
+
+const figure = (groups: GroupResult[], group: number, task: string) =>
+  groups[group]?.tasks.find((t) => t.name === task)?.metrics.ops;
+
 export const suite: BenchSuite = {
   name: 'service',
-  title: 'Local shadow service over HTTP',
+  order: 5,
+  title: 'Local shadow service throughput (HTTP and MQTT)',
   description:
-    `UpdateThingShadow calls/s through the HTTP data plane with the real AWS SDK client (${CONCURRENCY} in flight, ` +
-    `${THINGS} things, keep-alive), in memory and durable, against a bare node:http POST round trip as the floor.`,
+    `HTTP: UpdateThingShadow calls/s through the data plane with the real AWS SDK client (${CONCURRENCY} in flight, ` +
+    `${THINGS} things, keep-alive), in memory, durable (fsync, group commit) and with the SDK in ${WORKERS} worker threads, ` +
+    'and the same requests from a plain node:http client; peer: a bare node:http server answering the same POSTs (the floor). ' +
+    `MQTT: shadow updates/s through the embedded broker, MQTT front and engine (${DEVICES} devices pipelining QoS 1 updates, each ` +
+    'waiting for its update/accepted); peer: the raw embedded broker, the same clients publishing QoS 1 to a plain topic they ' +
+    'subscribe to (one message in, one out, like an update and its accepted). Per-thing quotas raised; Nagle off on every socket.',
+  quickNote: '1 fork × 2 rounds of 100 ms per task (full: 2 forks × 3 rounds of 300 ms).',
+  settings: {
+    full: { forks: 2, rounds: 3, timeMs: 300, warmupMs: 50 },
+    quick: { forks: 1, rounds: 2, timeMs: 100, warmupMs: 20 },
+  },
+  headline(groups) {
+    const sdk = figure(groups, 0, MEMORY);
+    const plain = figure(groups, 0, PLAIN);
+    const raw = figure(groups, 0, RAW);
+    const mqtt = figure(groups, 1, SHADOW_MQTT);
+    const broker = figure(groups, 1, RAW_BROKER);
+    const n = (value: number | undefined) => Math.round(value ?? Number.NaN).toLocaleString('en-US');
+    return [
+      `HTTP: ${n(sdk?.value.median)} updates/s via the AWS SDK (${formatRatio(sdk?.ratio?.median ?? Number.NaN)} the raw node:http floor of ${n(raw?.value.median)}/s), ${n(plain?.value.median)}/s via plain node:http (${formatRatio(plain?.ratio?.median ?? Number.NaN)})`,
+      `MQTT: ${n(mqtt?.value.median)} shadow updates/s (${formatRatio(mqtt?.ratio?.median ?? Number.NaN)} the raw aedes QoS 1 floor of ${n(broker?.value.median)} messages/s)`,
+    ];
+  },
   async groups() {
     const raw = await rawTask();
     const plain = await plainTask();
     const memory = await sdkTask(undefined);
     const durable = await sdkTask(mkdtempSync(join(tmpdir(), 'shadow-bench-')));
     const threaded = await threadedTask();
+    const rawBroker = await rawBrokerTask();
+    const shadow = await shadowTask();
     return [
       {
-        name: `${BATCH} updates per call`,
+        name: `HTTP, ${BATCH} updates per call`,
         baseline: RAW,
         opsPerCall: BATCH,
+        // A call of the SDK tasks takes about 0.1 s: 4 calls per round keep a quick run short.
+        minIterations: 4,
         tasks: [
           { name: RAW, fn: raw },
           { name: PLAIN, fn: plain },
@@ -245,7 +352,19 @@ export const suite: BenchSuite = {
           { name: DURABLE, fn: durable },
           { name: THREADED, fn: threaded },
         ],
-        input: `~55-byte reported updates; ${CONCURRENCY} concurrent requests over one keep-alive agent; goal ≥ 5,000 updates/s`,
+        goals: [{ task: MEMORY, on: 'value', atLeast: 5000 }],
+        input: `~55-byte reported updates; ${CONCURRENCY} concurrent requests over one keep-alive agent; goal ≥ 5,000 updates/s via the AWS SDK.`,
+      },
+      {
+        name: `MQTT, ${MQTT_BATCH} updates per call`,
+        baseline: RAW_BROKER,
+        opsPerCall: MQTT_BATCH,
+        tasks: [
+          { name: RAW_BROKER, fn: rawBroker },
+          { name: SHADOW_MQTT, fn: shadow },
+        ],
+        goals: [{ task: SHADOW_MQTT, on: 'value', atLeast: 10_000 }],
+        input: `${DEVICES} devices × ${PER_DEVICE} pipelined QoS 1 updates of ~45 bytes; responses at QoS 0 (service default); goal ≥ 10,000 updates/s.`,
       },
     ] satisfies BenchGroup[];
   },
