@@ -127,6 +127,11 @@ export interface MqttFront {
    * @returns a function that removes the listener
    */
   onClientPublish(listener: (publish: ClientPublish) => void): () => void;
+  /**
+   * Resolves once client publishes reach the `onClientPublish` listeners: at once with the embedded broker; with
+   * an external broker, when it has acknowledged the service's `#` subscription (made by the first listener).
+   */
+  clientPublishesObserved(): Promise<void>;
   /** The fault injector of outgoing shadow messages: `set(faults)`, `clear()`, `stats()`. */
   readonly faults: FaultInjector<OutgoingMessage>;
   stats(): MqttFrontStats;
@@ -345,6 +350,7 @@ export async function startMqttFront(
   }, resolved.faults);
   const unsubscribe = engine.onMessage((message) => faults.submit(message));
   let closing: Promise<void> | undefined;
+  let observed: Promise<void> | undefined;
 
   return {
     mqttUrl: transport.url,
@@ -364,11 +370,12 @@ export async function startMqttFront(
     },
     onClientPublish(listener) {
       listeners.add(listener);
-      transport.observeAll();
+      observed ??= transport.observeAll();
       return () => {
         listeners.delete(listener);
       };
     },
+    clientPublishesObserved: () => observed ?? Promise.resolve(),
     faults,
     stats: () => ({ ...counts, broker: transport.brokerStats(), faults: faults.stats() }),
     unref: () => transport.unref(),
@@ -393,8 +400,8 @@ interface Transport {
     options: { qos?: 0 | 1; retain?: boolean },
   ): Promise<void>;
   publishNow(topic: string, payload: Uint8Array, qos: 0 | 1): void;
-  /** Makes sure every client publish reaches the listeners (a no-op for the embedded broker). */
-  observeAll(): void;
+  /** Makes sure every client publish reaches the listeners (nothing to do for the embedded broker). */
+  observeAll(): Promise<void>;
   brokerStats(): BrokerStats | undefined;
   unref(): void;
   close(): Promise<void>;
@@ -420,7 +427,7 @@ async function embeddedTransport(
     embedded: true,
     publish: (topic, payload, options) => broker.publish(topic, payload, options),
     publishNow: (topic, payload, qos) => broker.publishNow(topic, payload, qos),
-    observeAll() {},
+    observeAll: async () => {},
     brokerStats: () => broker.stats(),
     unref: () => broker.unref(),
     close: () => broker.close(),
@@ -494,7 +501,6 @@ async function externalTransport(
     throw error;
   }
 
-  let observing = false;
   return {
     url: url.href.replace(/\/$/, ''),
     embedded: false,
@@ -514,13 +520,13 @@ async function externalTransport(
         },
       );
     },
-    observeAll() {
-      if (observing) return;
-      observing = true;
+    async observeAll() {
       // `#` does not match `$`-topics (MQTT 4.7.2), so requests are not received twice.
-      client.subscribe('#', { qos: 1 }, (error) => {
-        if (error) logger.warn(`subscribing to # on the external broker failed: ${error.message}`);
-      });
+      try {
+        await client.subscribeAsync('#', { qos: 1 });
+      } catch (error) {
+        logger.warn(`subscribing to # on the external broker failed: ${(error as Error).message}`);
+      }
     },
     brokerStats: () => undefined,
     unref() {

@@ -269,6 +269,7 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
       resolved.rules === undefined || resolved.rules.length === 0
         ? () => {}
         : front.onClientPublish((message) => rules.ingest(message));
+    await front.clientPublishesObserved();
     const stopShadowMessages = engine.onMessage((message) => rules.ingest(message));
     // HTTP Publish to a shadow request topic goes straight to the engine; rules on that topic still see it, as
     // the message passes through AWS's broker. UpdateThingShadow (origin 'http') is not a message on the `/update`

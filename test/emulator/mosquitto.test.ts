@@ -193,8 +193,7 @@ describe('the service joined to an external mosquitto broker', () => {
   it('sees clients publishes on ordinary topics (client id unknown behind an external broker) and publishes to them', async () => {
     const seen: ClientPublish[] = [];
     const stop = front.onClientPublish((p) => seen.push(p));
-    // Give the service's `#` subscription time to be registered.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await front.clientPublishesObserved();
     await device.publish('my/things/lamp/state', { temperature: 19 }, 1);
     const deadline = Date.now() + 5000;
     while (!seen.some((p) => p.topic === 'my/things/lamp/state') && Date.now() < deadline)

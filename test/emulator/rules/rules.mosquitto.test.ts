@@ -119,12 +119,13 @@ describe('rules with an external mosquitto broker', () => {
     device = await connectTestClient(brokerUrl, { clientId: 'ac-7' });
     watcher = await connectTestClient(brokerUrl, { clientId: 'watcher' });
     await watcher.subscribe(['alerts/+', '$aws/things/ac-9/shadow/update/accepted'], 1);
-    // The service subscribes to `#` for rules without waiting for the SUBACK: probe until it sees client topics.
+    // startShadowService resolves only after the broker acknowledged the service's `#` subscription, so the
+    // very first client publish must reach the rules.
+    await device.publish('probe/1', '{}', 1);
     const deadline = Date.now() + 5000;
     while (stats('probe').messages === 0) {
-      if (Date.now() > deadline) throw new Error('the service never saw a probe message');
-      await device.publish('probe/1', '{}', 1);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      if (Date.now() > deadline) throw new Error('the service missed the first client publish');
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }, 20_000);
 
