@@ -20,7 +20,14 @@ export {
   resolveHttpFrontOptions,
   startHttpFront,
 } from './http-front.js';
-export { type Journal, type JournalOptions, type JournalStats, openJournal } from './journal.js';
+export {
+  type Journal,
+  type JournalFileOps,
+  type JournalOptions,
+  type JournalStats,
+  NODE_JOURNAL_FILE_OPS,
+  openJournal,
+} from './journal.js';
 export { type MqttFront, type MqttFrontOptions, type MqttFrontStats, startMqttFront } from './mqtt-front.js';
 export {
   type DecodedPayload,

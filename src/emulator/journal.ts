@@ -19,6 +19,14 @@
  *   snapshot with a journal whose records are already in it: both replay to the same state.
  * - No dependency: node:fs only. SQLite would bring a native module into the package for a key-value workload.
  *
+ * - A failed write or sync (disk full, I/O error) rejects every append of that batch, so nothing in it is
+ *   acknowledged, and the file is truncated back to the end of the last acknowledged batch and synced, so the
+ *   refused records cannot reappear at the next open. When that rollback fails too, the journal refuses every
+ *   later append (the file's tail is unknown); at the next open the framing drops whatever torn tail is left.
+ * - Expired tombstones (see {@link JournalOptions.isExpired}) are dropped when the journal is opened and at every
+ *   compaction, so neither the recovered state nor a snapshot carries them. Dropping one is safe at any moment:
+ *   an expired tombstone and an absent record mean the same to the core (a re-created shadow starts at 1).
+ *
  * A snapshot is only ever replaced atomically, so a snapshot frame that fails its checksum means the disk or
  * someone else damaged it: opening then throws instead of silently dropping acknowledged updates.
  */
@@ -40,9 +48,9 @@ import {
 import { type FileHandle, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { ShadowRecord, ShadowTarget } from '../core/document.js';
+import type { ShadowRecord, ShadowTarget, ShadowTombstone } from '../core/document.js';
 import { ShadowOptionsError } from '../errors.js';
-import type { StoredRecord } from './shadow-store.js';
+import { isTombstone, type StoredRecord } from './shadow-store.js';
 
 /** Options of {@link openJournal}. */
 export interface JournalOptions {
@@ -53,7 +61,46 @@ export interface JournalOptions {
    * @defaultValue 67108864 (64 MiB)
    */
   compactThresholdBytes?: number;
+  /**
+   * Tells whether a tombstone is past the deleted-version retention; expired tombstones are left out of the
+   * recovered records and of every snapshot. The engine passes one that reads its injected clock.
+   * @defaultValue () => false (keep every tombstone)
+   */
+  isExpired?: (tombstone: ShadowTombstone) => boolean;
+  /**
+   * The file operations of the append and compaction path. Tests inject failing ones to check that a failed
+   * write is never acknowledged and never corrupts the stored state.
+   * @defaultValue NODE_JOURNAL_FILE_OPS (node:fs)
+   */
+  fileOps?: JournalFileOps;
 }
+
+/** The asynchronous file operations the journal performs on its open journal file. */
+export interface JournalFileOps {
+  /**
+   * Writes `length` bytes of `data`, starting at `offset`, at the end of the append-mode file `fd`.
+   * @returns how many bytes were written (may be fewer than `length`; the journal writes the rest)
+   */
+  write(fd: number, data: Buffer, offset: number, length: number): Promise<number>;
+  /** Flushes the file's data (and its size) to stable storage: `fdatasync`. */
+  datasync(fd: number): Promise<void>;
+  /** Sets the file's length. */
+  truncate(fd: number, length: number): Promise<void>;
+}
+
+/** The journal's file operations on node:fs. */
+export const NODE_JOURNAL_FILE_OPS: Readonly<JournalFileOps> = Object.freeze({
+  write: (fd: number, data: Buffer, offset: number, length: number) =>
+    new Promise<number>((resolve, reject) =>
+      write(fd, data, offset, length, null, (error, written) => (error ? reject(error) : resolve(written))),
+    ),
+  datasync: (fd: number) =>
+    new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
+  truncate: (fd: number, length: number) =>
+    new Promise<void>((resolve, reject) =>
+      ftruncate(fd, length, (error) => (error ? reject(error) : resolve())),
+    ),
+});
 
 /** Counters of what the journal did, for tests and benchmarks. */
 export interface JournalStats {
@@ -67,6 +114,10 @@ export interface JournalStats {
   journalBytes: number;
   /** Bytes of torn or corrupt tail dropped at open. */
   truncatedBytes: number;
+  /** Expired tombstones left out at open or at a compaction. */
+  expiredTombstones: number;
+  /** Batches whose write or sync failed (none of their appends was acknowledged). */
+  failedBatches: number;
 }
 
 /** An open journal. */
@@ -220,7 +271,7 @@ function readSnapshot(path: string): Frame[] {
  * await journal.append({ thingName: 'lamp' }, shadow);
  */
 export function openJournal(options: JournalOptions): Journal {
-  const known = new Set(['dataDir', 'compactThresholdBytes']);
+  const known = new Set(['dataDir', 'compactThresholdBytes', 'isExpired', 'fileOps']);
   for (const key of Object.keys(options))
     if (!known.has(key)) throw new ShadowOptionsError(`Unknown journal option '${key}'`);
   if (typeof options.dataDir !== 'string' || options.dataDir === '')
@@ -230,6 +281,13 @@ export function openJournal(options: JournalOptions): Journal {
     throw new ShadowOptionsError(
       `Journal option compactThresholdBytes must be a positive integer, got ${threshold}`,
     );
+  const isExpired = options.isExpired ?? (() => false);
+  if (typeof isExpired !== 'function')
+    throw new ShadowOptionsError('Journal option isExpired must be a function');
+  const ops = options.fileOps ?? NODE_JOURNAL_FILE_OPS;
+  for (const name of ['write', 'datasync', 'truncate'] as const)
+    if (typeof ops !== 'object' || ops === null || typeof ops[name] !== 'function')
+      throw new ShadowOptionsError(`Journal option fileOps must have a ${name} function`);
 
   const dir = options.dataDir;
   mkdirSync(dir, { recursive: true });
@@ -240,12 +298,29 @@ export function openJournal(options: JournalOptions): Journal {
   // Live records: key -> encoded frame, so that compaction only concatenates buffers.
   const live = new Map<string, Buffer>();
   let liveBytes = 0;
+  // The live records that are tombstones, so expiry needs no decoding of the live frames.
+  const tombstones = new Map<string, ShadowTombstone>();
+  let expiredTombstones = 0;
   const recoveredByKey = new Map<string, StoredRecord>();
-  const remember = (frame: Frame, encoded: Buffer): void => {
-    const old = live.get(frame.key);
+  const remember = (key: string, record: ShadowRecord, encoded: Buffer): void => {
+    const old = live.get(key);
     if (old !== undefined) liveBytes -= old.length;
-    live.set(frame.key, encoded);
+    live.set(key, encoded);
     liveBytes += encoded.length;
+    if (isTombstone(record)) tombstones.set(key, record);
+    else tombstones.delete(key);
+  };
+  /** Forgets the live tombstones that have expired; they will be in no later snapshot. */
+  const dropExpired = (): void => {
+    for (const [key, tombstone] of tombstones) {
+      if (!isExpired(tombstone)) continue;
+      const old = live.get(key);
+      if (old !== undefined) liveBytes -= old.length;
+      live.delete(key);
+      tombstones.delete(key);
+      recoveredByKey.delete(key);
+      expiredTombstones++;
+    }
   };
 
   let fd = -1;
@@ -253,7 +328,7 @@ export function openJournal(options: JournalOptions): Journal {
   let journalBytes = HEADER_BYTES;
   try {
     for (const frame of readSnapshot(snapshotPath)) {
-      remember(frame, encodeFrame(frame.target, frame.record));
+      remember(frame.key, frame.record, encodeFrame(frame.target, frame.record));
       recoveredByKey.set(frame.key, { target: frame.target, record: frame.record });
     }
 
@@ -279,7 +354,7 @@ export function openJournal(options: JournalOptions): Journal {
     } else {
       const { frames, validEnd } = decodeFrames(existing, HEADER_BYTES);
       for (const frame of frames) {
-        remember(frame, encodeFrame(frame.target, frame.record));
+        remember(frame.key, frame.record, encodeFrame(frame.target, frame.record));
         recoveredByKey.set(frame.key, { target: frame.target, record: frame.record });
       }
       if (validEnd < existing.length) {
@@ -289,6 +364,7 @@ export function openJournal(options: JournalOptions): Journal {
       }
       journalBytes = validEnd;
     }
+    dropExpired();
   } catch (error) {
     if (fd >= 0) closeSync(fd);
     releaseLock();
@@ -297,6 +373,7 @@ export function openJournal(options: JournalOptions): Journal {
 
   interface Pending {
     key: string;
+    record: ShadowRecord;
     frame: Buffer;
     resolve: () => void;
     reject: (error: unknown) => void;
@@ -305,7 +382,7 @@ export function openJournal(options: JournalOptions): Journal {
   let flushScheduled = false;
   let failure: unknown;
   let closed = false;
-  const stats = { appended: 0, batches: 0, compactions: 0 };
+  const stats = { appended: 0, batches: 0, compactions: 0, failedBatches: 0 };
   // Every file operation (batch write + sync, compaction, close) runs on this chain, one at a time, so a
   // compaction can never truncate the journal under a batch being written.
   let ioChain: Promise<void> = Promise.resolve();
@@ -316,6 +393,7 @@ export function openJournal(options: JournalOptions): Journal {
   };
 
   async function compactNow(): Promise<void> {
+    dropExpired();
     const tempPath = join(dir, SNAPSHOT_TEMP);
     const temp: FileHandle = await open(tempPath, 'w');
     try {
@@ -327,9 +405,10 @@ export function openJournal(options: JournalOptions): Journal {
     await rename(tempPath, snapshotPath);
     fsyncDirectory(dir);
     // Only now may the journal lose its records: they are all in the durable snapshot.
-    await truncateAsync(fd, HEADER_BYTES);
-    await datasyncAsync(fd);
+    await ops.truncate(fd, HEADER_BYTES);
+    // The file is short now even if the sync below fails: a later rollback must not extend it with zeros.
     journalBytes = HEADER_BYTES;
+    await ops.datasync(fd);
     stats.compactions++;
   }
 
@@ -337,26 +416,31 @@ export function openJournal(options: JournalOptions): Journal {
     while (queue.length > 0) {
       const batch = queue;
       queue = [];
+      if (failure !== undefined) {
+        for (const p of batch) p.reject(failure);
+        continue;
+      }
+      const data =
+        batch.length === 1 ? (batch[0] as Pending).frame : Buffer.concat(batch.map((p) => p.frame));
       try {
-        if (failure !== undefined) throw failure;
-        const data =
-          batch.length === 1 ? (batch[0] as Pending).frame : Buffer.concat(batch.map((p) => p.frame));
-        await writeAllAsync(fd, data);
-        await datasyncAsync(fd);
-        journalBytes += data.length;
-        stats.batches++;
+        await writeAll(ops, fd, data);
+        await ops.datasync(fd);
       } catch (error) {
-        // After a failed write the file's tail is unknown: refuse everything from now on.
-        failure ??= error;
+        stats.failedBatches++;
+        // Cut the refused batch off before anyone hears of the failure, so it can never be replayed.
+        try {
+          await ops.truncate(fd, journalBytes);
+          await ops.datasync(fd);
+        } catch {
+          // The file's tail is unknown: refuse everything from now on.
+          failure = error;
+        }
         for (const p of batch) p.reject(error);
         continue;
       }
-      for (const p of batch) {
-        const old = live.get(p.key);
-        if (old !== undefined) liveBytes -= old.length;
-        live.set(p.key, p.frame);
-        liveBytes += p.frame.length;
-      }
+      journalBytes += data.length;
+      stats.batches++;
+      for (const p of batch) remember(p.key, p.record, p.frame);
       for (const p of batch) p.resolve();
       if (journalBytes > threshold && journalBytes > 2 * liveBytes) {
         // A failed compaction loses nothing (the journal still holds every record); the next batch retries it.
@@ -384,7 +468,7 @@ export function openJournal(options: JournalOptions): Journal {
       const frame = encodeFrame(target, record);
       stats.appended++;
       return new Promise<void>((resolve, reject) => {
-        queue.push({ key: keyOf(target), frame, resolve, reject });
+        queue.push({ key: keyOf(target), record, frame, resolve, reject });
         scheduleFlush();
       });
     },
@@ -395,7 +479,7 @@ export function openJournal(options: JournalOptions): Journal {
       });
     },
     stats() {
-      return { ...stats, journalBytes, truncatedBytes };
+      return { ...stats, journalBytes, truncatedBytes, expiredTombstones };
     },
     async close() {
       if (closed) return;
@@ -415,25 +499,12 @@ function writeAllSync(fd: number, data: Buffer): void {
 }
 
 /** Writes all of `data` at the end of the append-mode file `fd`. */
-function writeAllAsync(fd: number, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const step = (offset: number): void => {
-      write(fd, data, offset, data.length - offset, null, (error, written) => {
-        if (error) reject(error);
-        else if (offset + written < data.length) step(offset + written);
-        else resolve();
-      });
-    };
-    step(0);
-  });
-}
-
-function datasyncAsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
-}
-
-function truncateAsync(fd: number, length: number): Promise<void> {
-  return new Promise((resolve, reject) =>
-    ftruncate(fd, length, (error) => (error ? reject(error) : resolve())),
-  );
+async function writeAll(ops: JournalFileOps, fd: number, data: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const written = await ops.write(fd, data, offset, data.length - offset);
+    // A write that makes no progress would loop forever; report it like the I/O error it is.
+    if (!(written > 0)) throw new Error(`shadow-sync journal: write made no progress (${written} bytes)`);
+    offset += written;
+  }
 }

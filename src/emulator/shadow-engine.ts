@@ -7,7 +7,7 @@
  * sequences calls to `applyUpdate`, `applyDelete` and `getDocument`.
  */
 import { applyDelete } from '../core/apply-delete.js';
-import { applyUpdate } from '../core/apply-update.js';
+import { applyUpdate, isLiveTombstone } from '../core/apply-update.js';
 import { decodeRequestPayload } from '../core/decode-payload.js';
 import { computeDelta } from '../core/delta.js';
 import type {
@@ -27,7 +27,7 @@ import { type ShadowTopicSuffix, shadowTopic } from '../core/topics.js';
 import { readClientToken } from '../core/validate-request.js';
 import { ShadowOptionsError } from '../errors.js';
 import type { OutgoingMessage, ShadowEngineApi, ShadowRequest, ShadowResult } from './engine-api.js';
-import { type Journal, type JournalStats, openJournal } from './journal.js';
+import { type Journal, type JournalFileOps, type JournalStats, openJournal } from './journal.js';
 import { createShadowStore, isTombstone, type StoredRecord } from './shadow-store.js';
 
 /** Options of {@link createShadowEngine}. */
@@ -61,6 +61,21 @@ export interface ShadowEngineOptions {
    * @defaultValue true
    */
   publishUnchangedDelta?: boolean;
+  /**
+   * How often, in clock milliseconds, the engine drops every tombstone older than `deletedVersionRetentionMs`
+   * from the store. The sweep runs on the injected clock when a request arrives at least this long after the
+   * previous sweep (no timer: an idle engine changes nothing). Independently of it, an expired tombstone is
+   * dropped whenever its shadow is accessed, and the journal leaves expired tombstones out of every snapshot and
+   * of the state recovered at start.
+   * @defaultValue 60000 (one minute)
+   */
+  tombstoneSweepIntervalMs?: number;
+  /**
+   * The journal's file operations (with `dataDir`). For tests: inject failing ones to see the engine answer
+   * 500 `Internal service failure` without acknowledging or applying the update.
+   * @defaultValue NODE_JOURNAL_FILE_OPS (node:fs)
+   */
+  journalFileOps?: JournalFileOps;
 }
 
 /** Counters of what the engine did. */
@@ -73,6 +88,8 @@ export interface ShadowEngineStats {
   rejected: number;
   /** Messages emitted to `onMessage` listeners. */
   messages: number;
+  /** Tombstones dropped from the store because they outlived `deletedVersionRetentionMs`. */
+  expiredTombstones: number;
   /** Journal counters when a data directory is used. */
   journal: JournalStats | undefined;
 }
@@ -83,8 +100,14 @@ export interface ShadowEngine extends ShadowEngineApi {
   readonly limits: Readonly<ShadowLimits>;
   /** The stored record of a shadow (document or tombstone), or `undefined`. Do not mutate it. */
   read(target: ShadowTarget): ShadowRecord | undefined;
-  /** Every stored record (documents and tombstones). */
+  /** Every stored record (documents and unexpired tombstones). */
   snapshot(): StoredRecord[];
+  /**
+   * Drops every tombstone older than `deletedVersionRetentionMs` (on the engine's clock) from the store now,
+   * instead of waiting for the periodic sweep.
+   * @returns how many were dropped
+   */
+  expireTombstones(): number;
   /** What the engine did so far. */
   stats(): ShadowEngineStats;
   /** Waits for requests in progress, then closes the journal. Later requests are answered with 503. */
@@ -97,6 +120,7 @@ export const SHADOW_ENGINE_DEFAULTS = Object.freeze({
   dataDir: undefined,
   compactThresholdBytes: 64 * 1024 * 1024,
   publishUnchangedDelta: true,
+  tombstoneSweepIntervalMs: 60_000,
 });
 
 /** {@link ShadowEngineOptions} with every default applied and every value validated. */
@@ -106,9 +130,19 @@ export interface ResolvedShadowEngineOptions {
   dataDir: string | undefined;
   compactThresholdBytes: number;
   publishUnchangedDelta: boolean;
+  tombstoneSweepIntervalMs: number;
+  journalFileOps: JournalFileOps | undefined;
 }
 
-const ENGINE_OPTION_KEYS = ['limits', 'clock', 'dataDir', 'compactThresholdBytes', 'publishUnchangedDelta'];
+const ENGINE_OPTION_KEYS = [
+  'limits',
+  'clock',
+  'dataDir',
+  'compactThresholdBytes',
+  'publishUnchangedDelta',
+  'tombstoneSweepIntervalMs',
+  'journalFileOps',
+];
 
 /**
  * Validates engine options and applies the defaults.
@@ -138,12 +172,21 @@ export function resolveShadowEngineOptions(options: ShadowEngineOptions = {}): R
   const publishUnchangedDelta = options.publishUnchangedDelta ?? SHADOW_ENGINE_DEFAULTS.publishUnchangedDelta;
   if (typeof publishUnchangedDelta !== 'boolean')
     throw new ShadowOptionsError('Shadow engine option publishUnchangedDelta must be a boolean');
+  const tombstoneSweepIntervalMs =
+    options.tombstoneSweepIntervalMs ?? SHADOW_ENGINE_DEFAULTS.tombstoneSweepIntervalMs;
+  if (!Number.isSafeInteger(tombstoneSweepIntervalMs) || tombstoneSweepIntervalMs < 1)
+    throw new ShadowOptionsError(
+      `Shadow engine option tombstoneSweepIntervalMs must be a positive integer, got ${String(tombstoneSweepIntervalMs)}`,
+    );
   return {
     limits: resolveLimits(options.limits),
     clock,
     dataDir,
     compactThresholdBytes,
     publishUnchangedDelta,
+    tombstoneSweepIntervalMs,
+    // Checked by the journal when it opens.
+    journalFileOps: options.journalFileOps,
   };
 }
 
@@ -203,18 +246,48 @@ function invalidRequest(message: string): Rejection {
  */
 export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEngine {
   const resolved = resolveShadowEngineOptions(options);
-  const { limits, clock, publishUnchangedDelta } = resolved;
+  const { limits, clock, publishUnchangedDelta, tombstoneSweepIntervalMs } = resolved;
+  const retentionMs = limits.deletedVersionRetentionMs;
   const store = createShadowStore();
   const journal: Journal | undefined =
     resolved.dataDir === undefined
       ? undefined
-      : openJournal({ dataDir: resolved.dataDir, compactThresholdBytes: resolved.compactThresholdBytes });
+      : openJournal({
+          dataDir: resolved.dataDir,
+          compactThresholdBytes: resolved.compactThresholdBytes,
+          ...(resolved.journalFileOps === undefined ? {} : { fileOps: resolved.journalFileOps }),
+          // The core's own window test, so the store and the core agree on which tombstones still count.
+          isExpired: (tombstone) => !isLiveTombstone(tombstone, clock(), retentionMs),
+        });
   if (journal !== undefined) for (const { target, record } of journal.recovered) store.set(target, record);
 
   const listeners = new Set<(message: OutgoingMessage) => void>();
   const quotas = new Map<string, ThingQuota>();
   const queues = new Map<string, ShadowQueue>();
-  const counters = { requests: 0, throttled: 0, rejected: 0, messages: 0 };
+  const counters = { requests: 0, throttled: 0, rejected: 0, messages: 0, expiredTombstones: 0 };
+  let nextSweepAt = clock() + tombstoneSweepIntervalMs;
+
+  /**
+   * The shadow's record, with an expired tombstone dropped on the way. Dropping is safe at any moment, even
+   * while a request of that shadow is in progress: the core treats an expired tombstone like no record, and
+   * `store.delete` only removes the very tombstone that was found expired, never a newer record.
+   */
+  function current(target: ShadowTarget, now: number): ShadowRecord | undefined {
+    const record = store.get(target);
+    if (record === undefined || !isTombstone(record) || isLiveTombstone(record, now, retentionMs))
+      return record;
+    if (store.delete(target, record)) counters.expiredTombstones++;
+    return undefined;
+  }
+
+  function sweepTombstones(now: number): number {
+    nextSweepAt = now + tombstoneSweepIntervalMs;
+    let dropped = 0;
+    for (const { target, record } of store.tombstones())
+      if (!isLiveTombstone(record, now, retentionMs) && store.delete(target, record)) dropped++;
+    counters.expiredTombstones += dropped;
+    return dropped;
+  }
   let active = 0;
   let idle: (() => void)[] = [];
   let closing = false;
@@ -305,7 +378,7 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
   async function execute(request: ShadowRequest): Promise<ShadowResult> {
     const { target } = request;
     const now = clock();
-    const prior = store.get(target);
+    const prior = current(target, now);
     switch (request.operation) {
       case 'get': {
         const clientToken = clientTokenOf(request.payload, limits);
@@ -372,6 +445,7 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
     handle(request) {
       counters.requests++;
       const now = clock();
+      if (now >= nextSweepAt) sweepTombstones(now);
       if (closing)
         return Promise.resolve(
           reject(
@@ -388,12 +462,16 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
           try {
             result = await execute(request);
           } catch {
-            // A journal failure (disk full, I/O error): the write was not acknowledged and not applied.
-            result = reject(
-              request,
-              { code: 500, message: INTERNAL_FAILURE_MESSAGE, errorType: 'InternalFailureException' },
-              clock(),
-            );
+            // A journal failure (disk full, I/O error): the write was not acknowledged and not applied. Like
+            // every MQTT rejection it echoes the request's clientToken, so the device can match it.
+            const rejection: Rejection = {
+              code: 500,
+              message: INTERNAL_FAILURE_MESSAGE,
+              errorType: 'InternalFailureException',
+            };
+            const token = request.origin === 'mqtt' ? clientTokenOf(request.payload, limits) : undefined;
+            if (token !== undefined) rejection.clientToken = token;
+            result = reject(request, rejection, clock());
           }
           release(request.target.thingName);
           finishOne();
@@ -444,10 +522,14 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
       };
     },
     read(target) {
-      return store.get(target);
+      return current(target, clock());
     },
     snapshot() {
+      sweepTombstones(clock());
       return store.entries();
+    },
+    expireTombstones() {
+      return sweepTombstones(clock());
     },
     stats() {
       return { ...counters, journal: journal?.stats() };

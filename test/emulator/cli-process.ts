@@ -43,7 +43,7 @@ export interface ServeEndpoints {
   line: string;
 }
 
-const LINE = /^(http:\/\/[^\s]+) (mqtt:\/\/[^\s]+)\n/;
+const LINE = /^(http:\/\/[^\s]+) (mqtts?:\/\/[^\s]+)\n/;
 
 /** Waits for the one line `serve` prints once it accepts connections. */
 export async function waitForEndpoints(cli: CliProcess, timeoutMs = 15_000): Promise<ServeEndpoints> {
