@@ -1,6 +1,7 @@
 /**
  * The `shadow-sync` command line: a table of subcommands, so new ones (such as `demo`) are one entry each.
  */
+import { demoCommand } from './demo-command.js';
 import { serveCommand } from './serve-command.js';
 
 /** Where a command writes; the real CLI passes the process streams, tests may capture. */
@@ -18,6 +19,7 @@ export interface CliCommand {
 /** Every subcommand by name. */
 export const CLI_COMMANDS: Readonly<Record<string, CliCommand>> = Object.freeze({
   serve: serveCommand,
+  demo: demoCommand,
 });
 
 function usage(): string {
