@@ -1,12 +1,12 @@
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
 
-const shared = {
+const shared: Options = {
   target: 'node20',
   platform: 'node',
   splitting: false,
   // p-retry ships ESM only; bundling it keeps the CommonJS build loadable by plain require().
   noExternal: ['p-retry', 'is-network-error'],
-} as const;
+};
 
 export default defineConfig([
   {
