@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -12,6 +12,7 @@ import {
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run-cli.js';
 import { startBroker } from '../../src/emulator/broker.js';
+import { freePort } from '../support/mosquitto.js';
 import { spawnCli, waitForEndpoints } from './cli-process.js';
 import { buildMqttClient, connectTestClient } from './mqtt-test-client.js';
 
@@ -25,17 +26,6 @@ const client = (endpoint: string) =>
     credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
     maxAttempts: 1,
   });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function refused(url: string): Promise<boolean> {
   return new Promise((resolve) => {

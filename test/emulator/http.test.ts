@@ -1,5 +1,5 @@
 import { request as httpRequest } from 'node:http';
-import { connect, createServer as createNetServer } from 'node:net';
+import { connect } from 'node:net';
 import {
   DeleteThingShadowCommand,
   GetThingShadowCommand,
@@ -20,6 +20,7 @@ import {
   startShadowService,
 } from '../../src/emulator/index.js';
 import { ShadowOptionsError } from '../../src/errors.js';
+import { freePort } from '../support/mosquitto.js';
 import { connectTestClient, type TestClient } from './mqtt-test-client.js';
 
 const encoder = new TextEncoder();
@@ -615,17 +616,6 @@ describe('edge cases of the HTTP front', () => {
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('lifecycle', () => {
   it('close() releases the HTTP and MQTT ports', async () => {

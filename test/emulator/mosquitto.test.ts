@@ -1,86 +1,20 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientPublish } from '../../src/emulator/broker.js';
 import { type MqttFront, startMqttFront } from '../../src/emulator/mqtt-front.js';
 import { createShadowEngine, type ShadowEngine } from '../../src/emulator/shadow-engine.js';
+import { freePort, type Mosquitto, startMosquitto } from '../support/mosquitto.js';
 import { connectTestClient, type TestClient } from './mqtt-test-client.js';
 
-/** The mosquitto binary: Debian puts it in /usr/sbin, which is not always on a non-root PATH. */
-function findMosquitto(): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/sbin'];
-  for (const dir of dirs) {
-    const candidate = join(dir, 'mosquitto');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  throw new Error(
-    'mosquitto is not installed: the external-broker tests need it (Debian: apt-get install -y mosquitto; .ci/run installs it)',
-  );
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}: ${output()}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = netConnect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`mosquitto did not accept connections on port ${port}: ${output()}`);
-}
-
 describe('the service joined to an external mosquitto broker', () => {
-  let dir: string;
-  let mosquitto: ChildProcess;
+  let mosquitto: Mosquitto;
   let brokerUrl: string;
   let engine: ShadowEngine;
   let front: MqttFront;
   let device: TestClient;
-  let log = '';
 
   beforeAll(async () => {
-    const binary = findMosquitto();
-    dir = mkdtempSync(join(tmpdir(), 'shadow-sync-mosquitto-'));
-    const port = await freePort();
-    const config = join(dir, 'mosquitto.conf');
-    writeFileSync(
-      config,
-      [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', ''].join(
-        '\n',
-      ),
-    );
-    mosquitto = spawn(binary, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    mosquitto.stdout?.on('data', (chunk) => {
-      log += chunk;
-    });
-    mosquitto.stderr?.on('data', (chunk) => {
-      log += chunk;
-    });
-    await waitForPort(port, mosquitto, () => log);
-    brokerUrl = `mqtt://127.0.0.1:${port}`;
+    mosquitto = await startMosquitto();
+    brokerUrl = mosquitto.url;
     engine = createShadowEngine({
       limits: { requestsPerSecondPerThing: 100_000, maxInFlightPerThing: 100_000 },
     });
@@ -95,12 +29,7 @@ describe('the service joined to an external mosquitto broker', () => {
     await device?.close();
     await front?.close();
     await engine?.close();
-    if (mosquitto !== undefined && mosquitto.exitCode === null) {
-      const exited = new Promise((resolve) => mosquitto.once('exit', resolve));
-      mosquitto.kill('SIGTERM');
-      await exited;
-    }
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    await mosquitto?.stop();
   });
 
   it('reports the external broker URL', () => {

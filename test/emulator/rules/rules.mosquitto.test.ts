@@ -2,54 +2,10 @@
  * Rules when the service joins an external broker (mosquitto): client publishes reach the rules through the
  * service's subscriptions, and a republish to a shadow request topic is applied exactly once.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RuleStats, type ShadowService, startShadowService } from '../../../src/emulator/index.js';
+import { type Mosquitto, startMosquitto } from '../../support/mosquitto.js';
 import { connectTestClient, type TestClient } from '../mqtt-test-client.js';
-
-function findMosquitto(): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/sbin'];
-  for (const dir of dirs) {
-    const candidate = join(dir, 'mosquitto');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  throw new Error('mosquitto is not installed (Debian: apt-get install -y mosquitto; .ci/run installs it)');
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}: ${output()}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = netConnect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`mosquitto did not accept connections on port ${port}: ${output()}`);
-}
 
 async function eventually(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -60,35 +16,16 @@ async function eventually(check: () => boolean, what: string, timeoutMs = 5000):
 }
 
 describe('rules with an external mosquitto broker', () => {
-  let dir: string;
-  let mosquitto: ChildProcess;
+  let mosquitto: Mosquitto;
   let service: ShadowService;
   let device: TestClient;
   let watcher: TestClient;
-  let log = '';
   const events: unknown[] = [];
   const stats = (name: string) => service.rules.stats()[name] as RuleStats;
 
   beforeAll(async () => {
-    const binary = findMosquitto();
-    dir = mkdtempSync(join(tmpdir(), 'shadow-sync-rules-mosquitto-'));
-    const port = await freePort();
-    const config = join(dir, 'mosquitto.conf');
-    writeFileSync(
-      config,
-      [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', ''].join(
-        '\n',
-      ),
-    );
-    mosquitto = spawn(binary, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    mosquitto.stdout?.on('data', (chunk) => {
-      log += chunk;
-    });
-    mosquitto.stderr?.on('data', (chunk) => {
-      log += chunk;
-    });
-    await waitForPort(port, mosquitto, () => log);
-    const brokerUrl = `mqtt://127.0.0.1:${port}`;
+    mosquitto = await startMosquitto();
+    const brokerUrl = mosquitto.url;
     service = await startShadowService({
       broker: brokerUrl,
       limits: { requestsPerSecondPerThing: 10_000, maxInFlightPerThing: 1000 },
@@ -133,12 +70,7 @@ describe('rules with an external mosquitto broker', () => {
     await device?.close();
     await watcher?.close();
     await service?.close();
-    if (mosquitto !== undefined && mosquitto.exitCode === null) {
-      const exited = new Promise((resolve) => mosquitto.once('exit', resolve));
-      mosquitto.kill('SIGTERM');
-      await exited;
-    }
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    await mosquitto?.stop();
   });
 
   it("the seed's rule fires on a device publish through mosquitto and republishes once", async () => {
