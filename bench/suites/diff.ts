@@ -146,7 +146,7 @@ export const suite: BenchSuite = {
   title: 'Diff: computeDelta and diffState vs fast-json-patch compare and microdiff',
   description:
     'Shadow-shaped documents (about three levels, some arrays) from a seeded generator (`bench/fixtures/shadow-documents.ts`), parsed with `JSON.parse` like service responses. Peers run with their default options. `computeDelta` is timed without metadata; `compare` and `microdiff` diff both ways, the shadow functions follow the service rules (delta: desired keys only; diffState: merge update). ' +
-    'The figures depend on V8 type feedback: a process whose for...in loops keep their indexed fast path runs diffState about 4.5x compare, one whose loops went generic (what a long-running service seeing many document shapes can expect) about 3x; the per-fork ratios under the table show which each fork got.',
+    'The figures depend on V8 type feedback: a fresh process runs diffState about 4.4x compare, one whose lookups went generic after seeing many document shapes (what a long-running service can expect, and what the correctness check of this suite causes) about 3.2-3.6x; the per-fork ratios under the table show each fork.',
   quickNote: '1 fork × 3 rounds of 80 ms per task instead of 3 forks × 4 rounds of 250 ms.',
   headline: (groups: GroupResult[]) =>
     groups.map((group) => {

@@ -62,44 +62,89 @@ export function diffState(
 }
 
 /**
- * The update that merges `from` into `to`, allocating only when a difference is found. Both are non-null
- * objects. Keys of `to` are walked once; removed keys are looked for only when `from` has more keys than
- * `to` shares with it, so an unchanged subtree costs one walk of each object and no allocation.
+ * The update that merges `from` into `to`, allocating only when a difference is found (besides the key and
+ * value lists of `from`). Both are non-null objects.
  *
- * A plain object answers inherited names that are not keys of the state: `from.toString` is a function
- * (never equal to a JSON value, so only the shared-key count must skip it) and `from.__proto__` is the
- * prototype (an object, so it needs an own-key check before being diffed against).
+ * Documents from `JSON.parse` usually list their keys in the same order on both sides, so while the keys of
+ * `to` match those of `from` position by position, `from`'s value is taken from its value list instead of
+ * by a keyed lookup: once V8 has seen many document shapes its keyed lookups turn generic, and the lists
+ * keep an unchanged subtree cheap anyway. At the first key out of place, {@link diffByKey} carries on.
  */
 function diffObjects(from: JsonObject, to: JsonObject): JsonObject | undefined {
+  const fromKeys = Object.keys(from);
+  // Listed only once the first key matches: no use for it when the orders differ from the start.
+  let fromValues: JsonValue[] | undefined;
   let out: JsonObject | undefined;
-  let shared = 0;
+  let done = 0;
   for (const key in to) {
+    if (key !== fromKeys[done]) return diffByKey(from, to, fromKeys.length, done, out);
     const t = to[key] as JsonValue;
-    const f = from[key];
-    if (f === t) {
-      shared++;
-      continue;
-    }
-    let change: JsonValue | undefined;
-    if (f === undefined) change = t;
-    else if (typeof t !== 'object' || t === null || typeof f !== 'object' || f === null) {
-      if (typeof f !== 'function' && (key !== '__proto__' || hasOwn(from, key))) shared++;
-      change = t;
-    } else if (key === '__proto__' && !hasOwn(from, key)) change = t;
-    else {
-      shared++;
-      // Arrays are atomic; an object replaces an array; object into object merges recursively (and `{}`
-      // into a non-empty object changes nothing, so diffObjects answers that with a `null` per stored key).
-      if (Array.isArray(t)) change = jsonEqual(f, t) ? undefined : t;
-      else change = Array.isArray(f) ? t : diffObjects(f, t);
-    }
+    fromValues ??= Object.values(from);
+    const f = fromValues[done] as JsonValue;
+    done++;
+    if (f === t) continue;
+    const change = diffValues(f, t);
     if (change !== undefined) {
       out ??= {};
       if (key === '__proto__') setOwn(out, key, change);
       else out[key] = change;
     }
   }
-  return shared === countKeys(from) ? out : withRemovedKeys(from, to, out);
+  return done === fromKeys.length ? out : withRemovedKeys(from, to, out);
+}
+
+/**
+ * The update for one key both objects hold with different values. Arrays are atomic; an object replaces an
+ * array; object into object merges recursively (and `{}` into a non-empty object changes nothing, so
+ * diffObjects answers that with a `null` per stored key).
+ */
+function diffValues(f: JsonValue, t: JsonValue): JsonValue | undefined {
+  if (typeof t !== 'object' || t === null || typeof f !== 'object' || f === null) return t;
+  if (Array.isArray(t)) return jsonEqual(f, t) ? undefined : t;
+  return Array.isArray(f) ? t : diffObjects(f, t);
+}
+
+/**
+ * Finishes {@link diffObjects} by looking values up by key: the first `done` keys of `to` were shared with
+ * `from` and their changes are in `update` already. Removed keys are looked for only when fewer keys of
+ * `from` were found than it has (`fromCount`).
+ *
+ * A plain object answers inherited names that are not keys of the state: `from.toString` is a function
+ * (never a JSON value) and `from.__proto__` is the prototype (so that one needs an own-key check).
+ */
+function diffByKey(
+  from: JsonObject,
+  to: JsonObject,
+  fromCount: number,
+  done: number,
+  update: JsonObject | undefined,
+): JsonObject | undefined {
+  let out = update;
+  let shared = done;
+  let skip = done;
+  for (const key in to) {
+    if (skip > 0) {
+      skip--;
+      continue;
+    }
+    const t = to[key] as JsonValue;
+    const f = from[key];
+    if (f === undefined || typeof f === 'function' || (key === '__proto__' && !hasOwn(from, key))) {
+      out ??= {};
+      if (key === '__proto__') setOwn(out, key, t);
+      else out[key] = t;
+      continue;
+    }
+    shared++;
+    if (f === t) continue;
+    const change = diffValues(f, t);
+    if (change !== undefined) {
+      out ??= {};
+      if (key === '__proto__') setOwn(out, key, change);
+      else out[key] = change;
+    }
+  }
+  return shared === fromCount ? out : withRemovedKeys(from, to, out);
 }
 
 /** Adds a `null` for every key of `from` that `to` lacks. */
@@ -116,12 +161,6 @@ function withRemovedKeys(from: JsonObject, to: JsonObject, update: JsonObject | 
 function isEmpty(object: JsonObject): boolean {
   for (const _ in object) return false;
   return true;
-}
-
-function countKeys(object: JsonObject): number {
-  let count = 0;
-  for (const _ in object) count++;
-  return count;
 }
 
 /** True when `key` is one of the object's own keys (not an inherited name such as `constructor`). */
