@@ -2,8 +2,9 @@
  * The seed's whole system in one process, with no AWS account and no network beyond loopback:
  * - the local shadow service (embedded MQTT broker, shadows in memory) with the reference IoT rules:
  *   illegal state → `illegal-state-alert`, telemetry topic → `telemetry-sink` (NDJSON files in a temporary
- *   directory, laid out as the S3 bucket would be), `update/documents` → `desired-cleanup` (guarded against a
- *   lost update the reference rule allows: see {@link guardedDesiredCleanup});
+ *   directory, laid out as the S3 bucket would be), `update/documents` → `desired-cleanup` (one shadow client per
+ *   invocation: concurrent invocations of a Lambda run on separate instances, which neither coalesce their
+ *   writes nor share a rate limiter);
  * - the app's `set-desired` Lambda, invoked with real API Gateway HTTP API (payload 2.0) events on a pool of
  *   "instances" that grows with concurrency as Lambda's does (each instance handles one event at a time and
  *   keeps its own shadow client, as a warm Lambda instance keeps its module state);
@@ -22,22 +23,10 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { type ShadowService, startShadowService } from '../src/emulator/index.js';
-import {
-  type JsonObject,
-  type JsonValue,
-  jsonEqual,
-  type ShadowClient,
-  type ShadowEvent,
-  type ShadowHandle,
-  ShadowOptionsError,
-} from '../src/index.js';
+import { type ShadowEvent, ShadowOptionsError } from '../src/index.js';
 import { type AirconSettings, type AirconSimulator, startAircon } from './device/aircon.js';
 import { type MemoryAlertStore, memoryAlertStore } from './lambdas/alert-store.js';
-import {
-  createDesiredCleanupHandler,
-  DESIRED_CLEANUP_RULE_SQL,
-  type DesiredCleanupResult,
-} from './lambdas/desired-cleanup.js';
+import { createDesiredCleanupHandler, DESIRED_CLEANUP_RULE_SQL } from './lambdas/desired-cleanup.js';
 import { REFERENCE_RULE_NAMES, referenceRules } from './lambdas/local-rules.js';
 import { directoryRecordSink } from './lambdas/record-sink.js';
 import { createSetDesiredHandler, type SetDesiredHandler } from './lambdas/set-desired.js';
@@ -316,8 +305,12 @@ export async function startLocalSystem(options: LocalSystemOptions = {}): Promis
           {
             type: 'lambda',
             timeoutMs: LAMBDA_TIMEOUT_MS,
+            // A new client per invocation, as on separate Lambda instances (see the module comment).
             handler: (event) =>
-              guardedDesiredCleanup(event, () => shadowClientFor('desired-cleanup'), cleanupLogger),
+              createDesiredCleanupHandler({
+                shadows: shadowClientFor('desired-cleanup'),
+                logger: cleanupLogger,
+              })(event),
           },
         ],
       },
@@ -398,68 +391,6 @@ export async function startLocalSystem(options: LocalSystemOptions = {}): Promis
     rulesIdle: () => service.rules.idle(),
     close,
   };
-}
-
-/**
- * desired-cleanup as the local system runs it: the reference handler, invoked only for the settling that is safe.
- *
- * The reference rule removes every desired value equal to its reported value. Equal is not enough: when the app
- * changes a value back (off → on → off) while the unit is still applying the middle one, `reported` still holds
- * the old `off`, the cleanup removes the new desired `off`, and the unit's report of `on` then stands with no
- * delta to correct it: a lost update (the demo's check finds it within seconds at 30 changes/s with bursts).
- * Here a value is settled only by the unit's report that changed it to the desired value, and the write must
- * land on that report's version (the intent returns nothing on any newer document, so a conflict ends the
- * attempt instead of re-deciding on a document the report no longer describes). Each invocation gets its own
- * shadow client: concurrent invocations of a Lambda run on separate instances, which neither coalesce their
- * writes nor share a rate limiter.
- *
- * @param event - the rule's `update/documents` event
- * @param newClient - creates the invocation's shadow client
- * @param logger - the handler's logger
- */
-export async function guardedDesiredCleanup(
-  event: unknown,
-  newClient: () => ShadowClient,
-  logger: Logger,
-): Promise<DesiredCleanupResult | undefined> {
-  const body = event as {
-    thing_name?: unknown;
-    previous?: { state?: { reported?: JsonObject } } | null;
-    current?: { version?: unknown; state?: { desired?: JsonObject; reported?: JsonObject } };
-  };
-  const version = body.current?.version;
-  const desired = body.current?.state?.desired ?? {};
-  const reported = body.current?.state?.reported ?? {};
-  const before = body.previous?.state?.reported ?? {};
-  const settledByThisReport = Object.keys(reported).filter(
-    (key) =>
-      Object.hasOwn(desired, key) &&
-      jsonEqual(desired[key] as JsonValue, reported[key] as JsonValue) &&
-      !jsonEqual((before[key] ?? null) as JsonValue, reported[key] as JsonValue),
-  );
-  // Malformed events go to the reference handler, which refuses them with its own error.
-  if (typeof version === 'number' && settledByThisReport.length === 0) return undefined;
-  const client = newClient();
-  const pinned: ShadowClient = {
-    shadow: ((thingName: string, shadowName?: string) => {
-      const handle = client.shadow(thingName, shadowName);
-      return {
-        ...handle,
-        update: (intent: Parameters<ShadowHandle['update']>[0]) =>
-          handle.update((document) => {
-            if (document === undefined || document.version !== version) return undefined;
-            const patch = intent(document);
-            const removals = patch?.desired;
-            if (removals === undefined || removals === null) return undefined;
-            const kept = Object.fromEntries(
-              Object.entries(removals).filter(([key]) => settledByThisReport.includes(key)),
-            );
-            return Object.keys(kept).length === 0 ? undefined : { desired: kept };
-          }),
-      };
-    }) as ShadowClient['shadow'],
-  };
-  return createDesiredCleanupHandler({ shadows: pinned, logger })(event);
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

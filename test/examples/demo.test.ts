@@ -4,8 +4,6 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Logger } from '@aws-lambda-powertools/logger';
-import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { describe, expect, it } from 'vitest';
 import {
   type CommittedChange,
@@ -20,11 +18,8 @@ import {
   runDemo,
   type ShadowSections,
 } from '../../examples/demo.js';
-import { createDesiredCleanupHandler } from '../../examples/lambdas/desired-cleanup.js';
-import { lambdaShadowClient } from '../../examples/lambdas/shadows-from-environment.js';
-import { guardedDesiredCleanup, putDesiredEvent, startLocalSystem } from '../../examples/local-system.js';
+import { putDesiredEvent, startLocalSystem } from '../../examples/local-system.js';
 import { runCli } from '../../src/cli/run-cli.js';
-import { startShadowService } from '../../src/emulator/index.js';
 import { isShadowError } from '../../src/index.js';
 
 /**
@@ -229,68 +224,6 @@ describe('local system', () => {
       expect(system.lambdaInstances()).toBe(1);
     } finally {
       await system.close();
-    }
-  });
-
-  it('settles a desired value only by the report that changed it, on that report version', async () => {
-    const service = await startShadowService();
-    const iot = new IoTDataPlaneClient({
-      endpoint: service.httpEndpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
-      maxAttempts: 1,
-    });
-    const shadows = lambdaShadowClient(iot);
-    const logger = new Logger({ serviceName: 'test', logLevel: 'SILENT' });
-    const write = (thingName: string, state: object) =>
-      service.engine.handle({
-        operation: 'update',
-        target: { thingName },
-        payload: new TextEncoder().encode(JSON.stringify({ state })),
-        origin: 'http',
-      });
-    const documents = new Map<string, unknown>();
-    const stop = service.engine.onMessage((message) => {
-      if (!message.topic.endsWith('/update/documents')) return;
-      const body = JSON.parse(Buffer.from(message.payload).toString('utf8'));
-      documents.set(`${message.topic.split('/')[2]}@${body.current.version}`, {
-        ...body,
-        thing_name: message.topic.split('/')[2],
-      });
-    });
-    const desiredOf = (thingName: string) =>
-      (service.engine.read({ thingName }) as { state: { desired?: object } }).state.desired ?? {};
-    try {
-      // The app flips power off -> on -> off while the unit still reports the old 'off' (it is applying 'on').
-      for (const thingName of ['guarded', 'reference']) {
-        await write(thingName, { reported: { power: 'off' } }); // v1
-        await write(thingName, { desired: { power: 'on' } }); // v2
-        await write(thingName, { desired: { power: 'off' } }); // v3: equal to the stale report
-      }
-      // The reference rule removes the app's newest wish: the unit's coming report of 'on' would then stand.
-      const reference = await createDesiredCleanupHandler({ shadows, logger })(documents.get('reference@3'));
-      expect(reference.outcome).toBe('cleared');
-      expect(desiredOf('reference')).toEqual({});
-      // The guarded rule leaves it: no report changed power to 'off' since it was desired.
-      expect(await guardedDesiredCleanup(documents.get('guarded@3'), () => shadows, logger)).toBeUndefined();
-      expect(desiredOf('guarded')).toEqual({ power: 'off' });
-      // The unit reports 'on' (v4), then follows the delta and reports 'off' (v5): that report settles it.
-      await write('guarded', { reported: { power: 'on' } });
-      await write('guarded', { reported: { power: 'off' } });
-      const settled = await guardedDesiredCleanup(documents.get('guarded@5'), () => shadows, logger);
-      expect(settled).toMatchObject({ outcome: 'cleared', keys: ['power'], version: 6 });
-      expect(desiredOf('guarded')).toEqual({});
-      // A report whose version is no longer current settles nothing (the write would decide on a newer document).
-      await write('guarded', { desired: { power: 'on' } }); // v7
-      await write('guarded', { reported: { power: 'on' } }); // v8: settles power ...
-      await write('guarded', { desired: { mode: 'cool' } }); // v9: ... but the shadow moved on
-      const late = await guardedDesiredCleanup(documents.get('guarded@8'), () => shadows, logger);
-      expect(late).toMatchObject({ outcome: 'nothing-settled' });
-      expect(desiredOf('guarded')).toEqual({ power: 'on', mode: 'cool' });
-    } finally {
-      stop();
-      iot.destroy();
-      await service.close();
     }
   });
 

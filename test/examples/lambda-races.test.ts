@@ -1,8 +1,10 @@
 /**
  * Race properties of the shadow-writing Lambdas: set-desired instances, desired-cleanup invocations and a device
  * interleaved by fast-check's scheduler (at every request arrival and response delivery) against the in-memory
- * service double built on the real core. Cleanup never removes a desired value that was not reported equal in
- * the version it wrote against, and the app's last desired value is never lost.
+ * service double built on the real core. The cleanup gets the `update/documents` event of each device report
+ * (`previous` and `current`, rebuilt from the committed writes). It removes a desired value only on the version
+ * of the report that changed the reported value to it, and the app's last desired value is never lost: it is
+ * still desired at the end, or a device report after it delivered it.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -16,8 +18,13 @@ import {
   type ShadowClient,
   type ShadowRecord,
   type ShadowTarget,
+  type StoredShadow,
 } from '../../src/index.js';
-import { InMemoryShadowServiceDouble, instantClock } from '../update/in-memory-service-double.js';
+import {
+  type CommittedWrite,
+  InMemoryShadowServiceDouble,
+  instantClock,
+} from '../update/in-memory-service-double.js';
 import { ownerClaims, putDesiredEvent, silentLogger } from './lambda-events.js';
 
 const target: ShadowTarget = { thingName: 'aircon-1' };
@@ -39,8 +46,24 @@ function lambdaClient(service: InMemoryShadowServiceDouble, name: string, s: fc.
 
 const power = fc.constantFrom('on', 'off');
 
+/** Every committed write with the document it produced, by version (replayed through the real core). */
+function replay(
+  committed: readonly CommittedWrite[],
+): Map<number, { write: CommittedWrite; record: StoredShadow }> {
+  const history = new Map<number, { write: CommittedWrite; record: StoredShadow }>();
+  let record: ShadowRecord | undefined;
+  for (const write of [...committed].sort((a, b) => a.version - b.version)) {
+    const { version: _version, ...request } = write.request;
+    const result = applyUpdate(record, request, { target, now: 0 });
+    if (!result.ok) throw new Error(result.rejection.message);
+    record = result.shadow;
+    if (!('deleted' in record)) history.set(write.version, { write, record });
+  }
+  return history;
+}
+
 describe('set-desired, desired-cleanup and a device under scheduled races', () => {
-  it('cleanup removes only values settled in the version it wrote against; the last desired value survives', async () => {
+  it('cleanup removes only values a report delivered, on that report version; the last desired value survives', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.scheduler(),
@@ -54,11 +77,25 @@ describe('set-desired, desired-cleanup and a device under scheduled races', () =
             'setup',
           );
           let cleanups = 0;
-          const cleanupNow = () =>
+          // The update/documents message of a committed version, as the rule delivers it.
+          const documentsEvent = (version: number) => {
+            const snapshot = (record: StoredShadow | undefined) =>
+              record === undefined
+                ? null
+                : { state: record.state, metadata: record.metadata, version: record.version };
+            const history = replay(service.committed);
+            return {
+              previous: snapshot(history.get(version - 1)?.record),
+              current: snapshot(history.get(version)?.record),
+              timestamp: 1_795_000_000,
+              thing_name: target.thingName,
+            };
+          };
+          const cleanupAfter = (version: number) =>
             createDesiredCleanupHandler({
               shadows: lambdaClient(service, `cleanup${cleanups++}`, s),
               logger: silentLogger(),
-            })({ thing_name: target.thingName, current: service.read(target) });
+            })(documentsEvent(version));
           // Two warm set-desired instances (each keeps its client between invocations), taking turns.
           const instances = [0, 1].map((i) =>
             createSetDesiredHandler({ shadows: lambdaClient(service, `app${i}`, s), logger: silentLogger() }),
@@ -79,54 +116,66 @@ describe('set-desired, desired-cleanup and a device under scheduled races', () =
           const device = (async () => {
             const client = lambdaClient(service, 'device', s);
             for (const value of deviceValues) {
-              await client.shadow(target.thingName).merge({ reported: { power: value } });
-              await cleanupNow(); // the documents rule fires after each report
+              const { version } = await client.shadow(target.thingName).merge({ reported: { power: value } });
+              if (version === undefined) throw new Error('a merge always leaves a shadow');
+              await cleanupAfter(version); // the documents rule fires after each report
             }
           })();
           await s.waitFor(Promise.all([app, device]));
 
-          // Safety: replay the committed writes; every cleanup write nulled only values equal to reported then.
-          let record: ShadowRecord | undefined;
-          for (const write of [...service.committed].sort((a, b) => a.version - b.version)) {
-            if (write.client.startsWith('cleanup') && record !== undefined && !('deleted' in record)) {
-              // The minimal patch removes the whole section (`desired: null`) when every key goes.
-              const desired = write.request.state?.desired;
-              const nulled =
-                desired === null
-                  ? Object.keys(record.state.desired ?? {})
-                  : Object.entries((desired ?? {}) as JsonObject)
-                      .filter(([, v]) => v === null)
-                      .map(([k]) => k);
-              for (const key of nulled) {
-                expect(record.state.desired?.[key], `v${write.version} ${key}`).toEqual(
-                  record.state.reported?.[key],
-                );
-              }
-              expect(write.request.version).toBe(record.version);
+          // Safety: every cleanup write is versioned on the version of a device report, and nulls only desired
+          // values that this report changed the reported value to.
+          const history = replay(service.committed);
+          for (const { write, record } of history.values()) {
+            if (!write.client.startsWith('cleanup')) continue;
+            const base = history.get(write.version - 1);
+            expect(write.request.version, `v${write.version} is versioned on its base`).toBe(
+              write.version - 1,
+            );
+            expect(base?.write.client, `v${write.version} cleans up after a device report`).toBe('device');
+            const baseState = base?.record.state ?? {};
+            const beforeBase = history.get(write.version - 2)?.record.state ?? {};
+            // The minimal patch removes the whole section (`desired: null`) when every key goes.
+            const desired = write.request.state?.desired;
+            const nulled =
+              desired === null
+                ? Object.keys(baseState.desired ?? {})
+                : Object.entries((desired ?? {}) as JsonObject)
+                    .filter(([, v]) => v === null)
+                    .map(([k]) => k);
+            expect(nulled.length).toBeGreaterThan(0);
+            for (const key of nulled) {
+              expect(baseState.desired?.[key], `v${write.version} ${key}`).toEqual(baseState.reported?.[key]);
+              expect(beforeBase.reported?.[key], `v${write.version} ${key} changed`).not.toEqual(
+                baseState.reported?.[key],
+              );
             }
-            const { version: _version, ...request } = write.request;
-            const result = applyUpdate(record, request, { target, now: service.now });
-            if (!result.ok) throw new Error(result.rejection.message);
-            record = result.shadow;
+            expect(record.state.desired?.power).toBeUndefined();
           }
 
-          // No lost update: the app's last value is desired, or a cleanup after it removed it as settled.
+          // No lost update: the app's last value is still desired, or a device report after the app's last
+          // write changed the reported value to it (and a cleanup then removed it as delivered).
           const last = appValues.at(-1);
           const final = service.read(target);
           const lastApp = Math.max(
+            0,
             ...service.committed.filter((w) => w.client.startsWith('app')).map((w) => w.version),
           );
           if (final?.state.desired?.power === undefined) {
-            const laterCleanup = service.committed.some(
-              (w) => w.client.startsWith('cleanup') && w.version > lastApp,
+            const delivered = [...history.values()].some(
+              ({ write, record }) =>
+                write.client === 'device' &&
+                write.version > lastApp &&
+                record.state.reported?.power === last &&
+                history.get(write.version - 1)?.record.state.reported?.power !== last,
             );
-            expect(laterCleanup).toBe(true);
+            expect(delivered, `${last} was removed from desired without a report delivering it`).toBe(true);
           } else {
             expect(final.state.desired.power).toBe(last);
           }
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 500 },
     );
   });
 });

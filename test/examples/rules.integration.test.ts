@@ -175,4 +175,31 @@ describe('documents rule -> desired-cleanup', () => {
     expect(done?.state.reported).toMatchObject({ power: 'on', targetTemp: 22 });
     expect(service.rules.stats()[REFERENCE_RULE_NAMES.documents]).toMatchObject({ actionsFailed: 0 });
   });
+
+  it('leaves a desired value equal to an unchanged report until a report delivers it (no lost update)', async () => {
+    // dev-3 is off; the app turns it on, then off again before the unit reports: the new 'off' equals the
+    // stale report, but no report delivered it, so it stays.
+    await report('dev-3', { power: 'off' });
+    const setDesired = createSetDesiredHandler({ shadows: sdk.shadows(), logger: silentLogger() });
+    for (const power of ['on', 'off']) {
+      const response = await setDesired(
+        putDesiredEvent('dev-3', JSON.stringify({ power }), ownerClaims('dev-3')),
+      );
+      expect(response.statusCode).toBe(200);
+    }
+    await settle();
+    const waiting = await awsTransport(sdk.client).get({ thingName: 'dev-3' });
+    expect(waiting?.state.desired).toEqual({ power: 'off' });
+    expect(waiting?.state.delta).toBeUndefined(); // equal to reported: the unit is not disturbed
+
+    await report('dev-3', { power: 'on' }); // the unit finishes applying 'on'
+    const behind = await awsTransport(sdk.client).get({ thingName: 'dev-3' });
+    expect(behind?.state.delta).toEqual({ power: 'off' }); // the last wish is still there to correct it
+
+    await report('dev-3', { power: 'off' }); // it follows the delta: this report delivers the wish
+    const done = await awsTransport(sdk.client).get({ thingName: 'dev-3' });
+    expect(done?.state.desired).toBeUndefined();
+    expect(done?.state.delta).toBeUndefined();
+    expect(service.rules.stats()[REFERENCE_RULE_NAMES.documents]).toMatchObject({ actionsFailed: 0 });
+  });
 });
