@@ -121,6 +121,9 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
   const { validateResponses } = resolveAwsTransportOptions(options);
   const sendOptions = (call?: TransportCallOptions) =>
     call?.signal === undefined ? undefined : { abortSignal: call.signal };
+  // The contract (and the MQTT transport) rejects an aborted call with the signal's reason; the SDK throws
+  // its own AbortError, which carries no status and would otherwise read as a lost connection.
+  const throwIfAborted = (call?: TransportCallOptions) => call?.signal?.throwIfAborted();
   const names = (target: ShadowTarget) =>
     target.shadowName === undefined
       ? { thingName: target.thingName }
@@ -132,6 +135,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
       try {
         ({ payload } = await client.send(new GetThingShadowCommand(names(target)), sendOptions(call)));
       } catch (error) {
+        throwIfAborted(call);
         const mapped = mapAwsError(error, target);
         if (mapped.code === 'NOT_FOUND') return undefined;
         throw mapped;
@@ -150,6 +154,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
           sendOptions(call),
         ));
       } catch (error) {
+        throwIfAborted(call);
         throw mapAwsError(error, target, request.version);
       }
       return decodeResponseBody('update', payload, target, validateResponses);
@@ -160,6 +165,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
       try {
         ({ payload } = await client.send(new DeleteThingShadowCommand(names(target)), sendOptions(call)));
       } catch (error) {
+        throwIfAborted(call);
         throw mapAwsError(error, target);
       }
       return decodeResponseBody('delete', payload, target, validateResponses);

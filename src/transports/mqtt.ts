@@ -58,6 +58,9 @@ export interface MqttTransportOptions {
   trackDocuments?: boolean;
 }
 
+/** The longest delay a Node timer honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Defaults of {@link MqttTransportOptions} (the token prefix is drawn per transport). */
 export const MQTT_TRANSPORT_DEFAULTS = Object.freeze({
   timeoutMs: 5000,
@@ -96,9 +99,15 @@ export function resolveMqttTransportOptions(
     }
   }
   const timeoutMs = options.timeoutMs ?? MQTT_TRANSPORT_DEFAULTS.timeoutMs;
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+  // Node fires a timer longer than 2^31 - 1 ms at once, which would time out every request immediately.
+  if (
+    typeof timeoutMs !== 'number' ||
+    !Number.isFinite(timeoutMs) ||
+    timeoutMs <= 0 ||
+    timeoutMs > MAX_TIMER_MS
+  ) {
     throw new ShadowOptionsError(
-      `mqttTransport: timeoutMs must be a positive number, got ${String(timeoutMs)}`,
+      `mqttTransport: timeoutMs must be a positive number of at most ${MAX_TIMER_MS}, got ${String(timeoutMs)}`,
     );
   }
   const qos = options.qos ?? MQTT_TRANSPORT_DEFAULTS.qos;
@@ -117,9 +126,10 @@ export function resolveMqttTransportOptions(
   if (
     typeof clientTokenPrefix !== 'string' ||
     clientTokenPrefix.length === 0 ||
-    clientTokenPrefix.length > 40
+    // Bytes, not characters: the service refuses a clientToken over 64 bytes, and the counter needs room.
+    Buffer.byteLength(clientTokenPrefix, 'utf8') > 40
   ) {
-    throw new ShadowOptionsError('mqttTransport: clientTokenPrefix must be a string of 1 to 40 characters');
+    throw new ShadowOptionsError('mqttTransport: clientTokenPrefix must be a string of 1 to 40 UTF-8 bytes');
   }
   return {
     timeoutMs,
@@ -183,6 +193,9 @@ export function mqttTransport(client: MqttClient, options: MqttTransportOptions 
   const known = new Map<string, KnownState>();
   let counter = 0;
   let closed = false;
+  const subscribedSuffixes: readonly ShadowTopicSuffix[] = settings.trackDocuments
+    ? [...RESPONSE_SUFFIXES, ...TRACKING_SUFFIXES]
+    : RESPONSE_SUFFIXES;
 
   const learn = (target: ShadowTarget, state: KnownState) => {
     const key = keyOf(target);
@@ -217,6 +230,10 @@ export function mqttTransport(client: MqttClient, options: MqttTransportOptions 
       // Anyone's delete: a re-create must now name the deleted version + 1.
       learn(target, { exists: false, version: body.version + 1 });
     }
+    // Only accepted / rejected answer a request: `update/delta` carries the clientToken of the update that
+    // caused it too, and reaches a client that listens to deltas on this connection (a device), possibly
+    // before the `update/accepted`.
+    if (response !== 'accepted' && response !== 'rejected') return;
     if (request === undefined || request.operation !== operation || keyOf(request.target) !== keyOf(target))
       return;
     pending.delete(token as string);
@@ -262,10 +279,7 @@ export function mqttTransport(client: MqttClient, options: MqttTransportOptions 
     const key = keyOf(target);
     let ready = subscribed.get(key);
     if (ready === undefined) {
-      const suffixes = settings.trackDocuments
-        ? [...RESPONSE_SUFFIXES, ...TRACKING_SUFFIXES]
-        : RESPONSE_SUFFIXES;
-      const topics = suffixes.map((suffix) => shadowTopic(target, suffix));
+      const topics = subscribedSuffixes.map((suffix) => shadowTopic(target, suffix));
       ready = client.subscribeAsync(topics, { qos: settings.qos }).then((grants) => {
         const refused = grants.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
         if (refused.length > 0) {
@@ -306,6 +320,15 @@ export function mqttTransport(client: MqttClient, options: MqttTransportOptions 
         },
       );
     }
+    // The subscription took a round trip: the transport may have been closed or the caller may have given
+    // up meanwhile. Publishing now would apply a write nobody waits for (the caller would see a timeout, or
+    // the abort, for a write that was in fact made), and no listener would take its answer.
+    if (closed)
+      throw new ShadowTransportError(
+        `${describeTarget(contextOf(target))}: the MQTT transport was closed before the ${operation} request was sent`,
+        contextOf(target),
+      );
+    call?.signal?.throwIfAborted();
     let token = body.clientToken;
     if (token === undefined) {
       counter += 1;
@@ -410,10 +433,13 @@ export function mqttTransport(client: MqttClient, options: MqttTransportOptions 
         );
         pending.delete(token);
       }
+      // Only the topics this transport subscribed: the application may subscribe to others on the same
+      // client (for example `update/documents` when `trackDocuments` is false), and MQTT has no reference
+      // counts, so unsubscribing them would silently end the application's own subscription.
       const topics = [...subscribed.keys()].flatMap((key) => {
         const [thingName, shadowName] = key.split('/') as [string, string | undefined];
         const target: ShadowTarget = shadowName === undefined ? { thingName } : { thingName, shadowName };
-        return [...RESPONSE_SUFFIXES, ...TRACKING_SUFFIXES].map((suffix) => shadowTopic(target, suffix));
+        return subscribedSuffixes.map((suffix) => shadowTopic(target, suffix));
       });
       subscribed.clear();
       if (topics.length > 0 && client.connected) {

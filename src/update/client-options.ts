@@ -20,8 +20,10 @@ export interface ShadowClientOptions {
   /** How requests reach the service: `awsTransport(...)`, `mqttTransport(...)` or your own. */
   transport: ShadowTransport;
   /**
-   * Most requests one round may make (reads and writes) before giving up with `ShadowConflictError`
-   * (or the last throttling / server error).
+   * Most attempts one round may make before giving up with `ShadowConflictError` (or the last throttling /
+   * server error). An attempt runs the intents once and sends at most one write, plus the read of the base
+   * document when no current one is known (and one confirming read before a skip or a failure decided on a
+   * remembered document), so a round may send up to three times this many requests.
    * @defaultValue 10
    */
   maxAttempts?: number;

@@ -75,7 +75,8 @@ export interface ShadowWriteResult<D = JsonObject, R = JsonObject> {
    * The document after the call: the engine's prediction of the committed document (the service's own
    * merge rules applied to the base; metadata timestamps use the local clock), or the base when the round
    * was skipped. `undefined` when the shadow does not exist after a skipped round, and after a blind
-   * `merge` when neither the engine nor the transport knew the document it merged into.
+   * `merge` (or the unversioned re-create described in the module documentation) when neither the engine
+   * nor the transport knew the document it merged into.
    */
   document: TypedShadowDocument<D, R> | undefined;
   /** The shadow's version after the call; `undefined` when it does not exist (skipped round on no shadow). */
@@ -167,8 +168,13 @@ interface ShadowEntry {
   target: ShadowTarget;
   /** What the engine itself last learned (answers to its own requests, predictions after writes). */
   knowledge: KnownState | undefined;
+  /** Reads and deletes running (rounds are counted by the queue). */
+  busy: number;
   queue: Coalescer<PendingCall>;
 }
+
+/** Idle shadows a client remembers before it forgets the least recently used (see `createShadowClient`). */
+const MAX_IDLE_ENTRIES = 1000;
 
 /** Limits that never refuse: used only to predict the document the service committed. */
 const PREDICTION_LIMITS: Partial<ShadowLimits> = {
@@ -227,13 +233,34 @@ export function createShadowClient(options: ShadowClientOptions): ShadowClient {
   const entries = new Map<string, ShadowEntry>();
   const engine = new Engine(settings, limits, sink, limiter);
 
+  let sweepAt = MAX_IDLE_ENTRIES;
+
+  // What the client learned about a shadow (up to a whole document) would otherwise stay for every shadow
+  // it ever addressed. Idle entries (nothing queued, running or reading) are forgotten least recently used
+  // first once there are more than MAX_IDLE_ENTRIES; forgetting costs a read, never correctness. An entry in
+  // use is never dropped, so handles of one shadow still share one queue.
+  const sweep = (): void => {
+    for (const [key, entry] of entries) {
+      if (entries.size < MAX_IDLE_ENTRIES) break;
+      if (entry.busy === 0 && entry.queue.size() === 0) entries.delete(key);
+    }
+    // Doubling keeps sweeping O(1) per new shadow on average when many entries are busy at once.
+    sweepAt = Math.max(MAX_IDLE_ENTRIES, entries.size * 2);
+  };
+
   const entryFor = (target: ShadowTarget): ShadowEntry => {
     const key = targetKey(target);
     let entry = entries.get(key);
-    if (entry === undefined) {
+    if (entry !== undefined) {
+      // Most recently used last, so that a sweep forgets the least recently used first.
+      entries.delete(key);
+      entries.set(key, entry);
+    } else {
+      if (entries.size >= sweepAt) sweep();
       const created: ShadowEntry = {
         target,
         knowledge: undefined,
+        busy: 0,
         queue: createCoalescer<PendingCall>({
           coalesce: settings.coalesce,
           takeRound: (pending) => takeRound(pending),
@@ -267,9 +294,9 @@ export function createShadowClient(options: ShadowClientOptions): ShadowClient {
         : { thingName, shadowName: handleOptions.shadowName };
     const badName = checkTarget(target, limits);
     if (badName !== undefined) throw preflightError(badName, target);
-    const entry = entryFor(target);
+    entryFor(target);
     const validator = createSectionValidator(handleOptions.schema, target);
-    return createHandle(engine, entry, validator);
+    return createHandle(engine, target, () => entryFor(target), validator);
   }
 
   return { shadow } as ShadowClient;
@@ -293,37 +320,49 @@ function takeRound(pending: PendingCall[]): PendingCall[] {
   return pending.splice(0, count);
 }
 
+/**
+ * A handle looks its entry up on every call (the client may have forgotten an idle one meanwhile) and
+ * marks it busy while a read or delete runs, so that it is not forgotten under the call.
+ */
 function createHandle(
   engine: Engine,
-  entry: ShadowEntry,
+  target: ShadowTarget,
+  entryOf: () => ShadowEntry,
   validator: SectionValidator | undefined,
 ): ShadowHandle {
   const enqueue = (call: RoundCall) =>
     new Promise<ShadowWriteResult>((resolve, reject) => {
-      entry.queue.push({ call, resolve, reject });
+      entryOf().queue.push({ call, resolve, reject });
     });
+  const whileBusy = async <T>(run: (entry: ShadowEntry) => Promise<T>): Promise<T> => {
+    const entry = entryOf();
+    entry.busy++;
+    try {
+      return await run(entry);
+    } finally {
+      entry.busy--;
+    }
+  };
   return {
-    target: entry.target,
-    get: () => engine.get(entry, validator),
+    target,
+    get: () => whileBusy((entry) => engine.get(entry, validator)),
     update(intent) {
       if (typeof intent !== 'function') {
         return Promise.reject(
-          new ShadowOptionsError(
-            `${describeTarget(contextOf(entry.target))}: update() needs an intent function`,
-          ),
+          new ShadowOptionsError(`${describeTarget(contextOf(target))}: update() needs an intent function`),
         );
       }
       return enqueue({ kind: 'update', intent: intent as Intent, validator });
     },
     merge(patch) {
       try {
-        engine.preflight(entry, patch as UpdateState, validator);
+        engine.preflight(target, patch as UpdateState, validator);
       } catch (error) {
         return Promise.reject(error);
       }
       return enqueue({ kind: 'merge', patch: structuredClone(patch) as UpdateState, validator });
     },
-    delete: () => engine.delete(entry),
+    delete: () => whileBusy((entry) => engine.delete(entry)),
   };
 }
 
@@ -423,9 +462,9 @@ class Engine {
     return versionOf(heard) > versionOf(own) ? heard : own;
   }
 
-  preflight(entry: ShadowEntry, patch: UpdateState, validator: SectionValidator | undefined): void {
+  preflight(target: ShadowTarget, patch: UpdateState, validator: SectionValidator | undefined): void {
     preflightMerge(patch, validator, {
-      target: entry.target,
+      target,
       now: this.settings.clock.now(),
       limits: this.limits,
     });
@@ -517,11 +556,17 @@ class Engine {
           let plan = this.plan(entry, base, live);
           // A remembered document may be stale (over HTTP the engine never hears of other writers). A write
           // planned on it is safe, since its version makes a stale base fail with 409; a skip is not: it would
-          // answer "already in place" for a change that is not. So a skip is only ever decided on a fresh read.
-          if (plan.patch === undefined && !baseWasRead && plan.live.length > 0) {
+          // answer "already in place" for a change that is not. Nor is a failure: an intent that throws, or a
+          // schema or limit the stale document breaks, may be fine on the current one. So skips and failures
+          // are only ever decided on a fresh read.
+          if (
+            !baseWasRead &&
+            (plan.failed.length > 0 || (plan.patch === undefined && plan.live.length > 0))
+          ) {
             base = await this.read(entry, attempt);
-            plan = this.plan(entry, base, plan.live);
+            plan = this.plan(entry, base, live);
           }
+          for (const { pending, error } of plan.failed) pending.reject(error);
           lastBase = base;
           live = plan.live;
           if (live.length === 0) return;
@@ -562,7 +607,19 @@ class Engine {
             else if (!isShadowError(error) || error.code !== 'THROTTLED') entry.knowledge = undefined;
             throw error;
           }
-          const document = this.remember(entry, base, request, accepted);
+          let document: ShadowDocument | undefined;
+          if (!blindCreate) {
+            document = this.remember(entry, base, request, accepted);
+          } else {
+            // An unversioned create merges into whatever a concurrent creator wrote first, so a prediction
+            // from the absent base could lack their keys while naming the right version: the next intent
+            // would then run on a wrong document and its versioned write would still succeed.
+            entry.knowledge = undefined;
+            const heard = this.transport.known?.(target);
+            if (heard?.exists && heard.document.version === accepted.version) {
+              document = structuredClone(heard.document);
+            }
+          }
           for (const [i, pending] of live.entries()) {
             pending.resolve({
               document: i === 0 ? document : copy(document),
@@ -593,8 +650,9 @@ class Engine {
   }
 
   /**
-   * Runs the calls' intents on `base` (after rejecting callers whose schema the base fails) and settles
-   * the calls that failed; returns the combined patch and the calls still waiting for it.
+   * Runs the calls' intents on `base` (after setting aside callers whose schema the base fails); returns
+   * the combined patch, the calls still waiting for it and the calls that failed (with their errors, for
+   * the caller to settle once the base is known to be current).
    */
   private plan(entry: ShadowEntry, base: KnownState, calls: PendingCall[]) {
     if (base.exists)
@@ -602,7 +660,8 @@ class Engine {
         ...contextOf(entry.target),
         version: base.document.version,
       });
-    const valid = this.validateBase(base, calls);
+    const failed: Array<{ pending: PendingCall; error: unknown }> = [];
+    const valid = this.validateBase(base, calls, failed);
     const plan = planRound(
       base,
       valid.map((p) => p.call),
@@ -615,20 +674,24 @@ class Engine {
       if (outcome.ok) {
         live.push(pending);
         skipped.push(outcome.skipped);
-      } else pending.reject(outcome.error);
+      } else failed.push({ pending, error: outcome.error });
     });
-    return { patch: plan.patch, live, skipped };
+    return { patch: plan.patch, live, skipped, failed };
   }
 
-  /** Rejects the callers whose schema the base document fails; returns the others. */
-  private validateBase(base: KnownState, live: PendingCall[]): PendingCall[] {
+  /** Sets aside (in `failed`) the callers whose schema the base document fails; returns the others. */
+  private validateBase(
+    base: KnownState,
+    live: PendingCall[],
+    failed: Array<{ pending: PendingCall; error: unknown }>,
+  ): PendingCall[] {
     if (!base.exists) return live;
     return live.filter((pending) => {
       try {
         pending.call.validator?.state(base.document.state, 'the document read');
         return true;
       } catch (error) {
-        pending.reject(error);
+        failed.push({ pending, error });
         return false;
       }
     });

@@ -17,7 +17,7 @@ export type ShadowEvent =
       type: 'attempt';
       target: ShadowTarget;
       operation: ShadowRequestOperation;
-      /** 1 for the first request of a round, counting reads and writes. */
+      /** The round's attempt this request belongs to (1 for the first; a read and the write it led to share it). */
       attempt: number;
       /** The version a versioned update expects. */
       expectedVersion?: number;

@@ -10,6 +10,9 @@
  */
 import type { ShadowClock } from './client-options.js';
 
+/** Below this many tracked things the limiter does not sweep idle ones. */
+const MIN_SWEEP_SIZE = 1024;
+
 /** Settings of {@link createThingLimiter}. */
 export interface ThingLimiterSettings {
   /** Tokens per second per thing; `Infinity` disables the rate limit. */
@@ -27,6 +30,8 @@ export interface ThingLimiter {
   run<T>(thingName: string, task: () => Promise<T>): Promise<T>;
   /** Requests currently in flight for a thing (for tests and diagnostics). */
   inFlight(thingName: string): number;
+  /** Things whose state the limiter currently keeps (for tests and diagnostics). */
+  trackedThings(): number;
 }
 
 interface ThingState {
@@ -46,12 +51,31 @@ interface ThingState {
  */
 export function createThingLimiter(settings: ThingLimiterSettings): ThingLimiter {
   const { requestsPerSecond, maxInFlight, clock } = settings;
-  const capacity = requestsPerSecond >= 2 ? requestsPerSecond - 1 : requestsPerSecond;
+  // At least one token: a bucket that holds less than one (a rate below 1/s) could never pay for a request.
+  const capacity = requestsPerSecond >= 2 ? requestsPerSecond - 1 : Math.max(1, requestsPerSecond);
   const things = new Map<string, ThingState>();
+  /** Map size at which the next sweep runs: doubling keeps sweeping O(1) per new thing on average. */
+  let sweepAt = MIN_SWEEP_SIZE;
+
+  /** Idle and with a full bucket: forgetting it changes nothing, since a new state starts full. */
+  const forgettable = (state: ThingState, now: number): boolean =>
+    state.inFlight === 0 &&
+    state.waiting.length === 0 &&
+    (!Number.isFinite(requestsPerSecond) ||
+      state.tokens + (Math.max(0, now - state.refilledAt) * requestsPerSecond) / 1000 >= capacity);
+
+  // A thing's state outlives its last request until its bucket refills; one client of a large fleet
+  // would otherwise keep a state for every thing it ever addressed.
+  const sweep = (): void => {
+    const now = clock.now();
+    for (const [thingName, state] of things) if (forgettable(state, now)) things.delete(thingName);
+    sweepAt = Math.max(MIN_SWEEP_SIZE, things.size * 2);
+  };
 
   const stateOf = (thingName: string): ThingState => {
     let state = things.get(thingName);
     if (state === undefined) {
+      if (things.size >= sweepAt) sweep();
       state = {
         tokens: Number.isFinite(requestsPerSecond) ? capacity : 0,
         refilledAt: clock.now(),
@@ -79,7 +103,7 @@ export function createThingLimiter(settings: ThingLimiterSettings): ThingLimiter
       return;
     }
     state.inFlight--;
-    if (state.inFlight === 0 && state.tokens >= capacity) things.delete(thingName);
+    if (forgettable(state, clock.now())) things.delete(thingName);
   };
 
   const takeToken = async (thingName: string, state: ThingState): Promise<void> => {
@@ -117,6 +141,9 @@ export function createThingLimiter(settings: ThingLimiterSettings): ThingLimiter
     },
     inFlight(thingName) {
       return things.get(thingName)?.inFlight ?? 0;
+    },
+    trackedThings() {
+      return things.size;
     },
   };
 }

@@ -55,6 +55,19 @@ describe('awsTransport against the local service', () => {
     }
   });
 
+  it("rejects an aborted request with the signal's reason, as the transport contract says", async () => {
+    const transport = awsTransport(client);
+    const target = { thingName: 'http-abort' };
+    const reason = new Error('caller gave up');
+    await expect(transport.get(target, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    await expect(
+      transport.update(target, { state: { desired: { on: true } } }, { signal: AbortSignal.abort(reason) }),
+    ).rejects.toBe(reason);
+    await expect(transport.delete(target, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    // Nothing was sent: the shadow still does not exist.
+    await expect(transport.get(target)).resolves.toBeUndefined();
+  });
+
   it('maps the service errors: 409, 400 and 413 with their AWS codes and messages', async () => {
     const transport = awsTransport(client);
     const target = { thingName: 'http-errors' };

@@ -163,10 +163,79 @@ describe('mqttTransport', () => {
     await expect(transport.get(target)).rejects.toBeInstanceOf(ShadowTransportError);
   });
 
+  it('never publishes a request when close() or an abort came while it waited for its subscription', async () => {
+    const transport = mqttTransport(await client('app-close-subscribing'), { timeoutMs: 3000 });
+    const reader = mqttTransport(await client('app-close-reader'));
+    const closedTarget = { thingName: 'close-subscribing-1' };
+    const abortedTarget = { thingName: 'abort-subscribing-1' };
+    const controller = new AbortController();
+    const started = Date.now();
+    const aborted = transport
+      .update(abortedTarget, { state: { desired: { on: true } } }, { signal: controller.signal })
+      .catch((e: unknown) => e);
+    controller.abort(new Error('caller gave up'));
+    expect(await aborted).toMatchObject({ message: 'caller gave up' });
+    const closing = transport
+      .update(closedTarget, { state: { desired: { on: true } } })
+      .catch((e: unknown) => e);
+    await transport.close();
+    const error = await closing;
+    expect(error).toBeInstanceOf(ShadowTransportError);
+    expect((error as Error).message).toMatch(/close-subscribing-1.*closed/);
+    // Both answered at once instead of after timeoutMs, and neither write reached the service.
+    expect(Date.now() - started).toBeLessThan(2000);
+    await expect(reader.get(closedTarget)).resolves.toBeUndefined();
+    await expect(reader.get(abortedTarget)).resolves.toBeUndefined();
+    await reader.close();
+  });
+
+  it('close() unsubscribes only what it subscribed: update/documents stays when trackDocuments is false', async () => {
+    const raw = await client('app-own-documents');
+    const target = { thingName: 'own-documents-1' };
+    const documentsTopic = '$aws/things/own-documents-1/shadow/update/documents';
+    await raw.subscribeAsync(documentsTopic, { qos: 1 });
+    const heard: string[] = [];
+    raw.on('message', (topic) => heard.push(topic));
+    const transport = mqttTransport(raw, { trackDocuments: false });
+    await transport.get(target);
+    await transport.close();
+    const writer = mqttTransport(await client('app-own-documents-writer'));
+    await writer.update(target, { state: { reported: { on: true } } });
+    await waitFor(() => heard.includes(documentsTopic));
+    await writer.close();
+  });
+
+  it('never takes an update/delta carrying its clientToken for the answer (a device listening to deltas on the same connection)', async () => {
+    const raw = await client('device-with-delta');
+    const target = { thingName: 'delta-listener-1' };
+    await raw.subscribeAsync('$aws/things/delta-listener-1/shadow/update/delta', { qos: 1 });
+    let deltas = 0;
+    raw.on('message', (topic) => {
+      if (topic.endsWith('/update/delta')) deltas++;
+    });
+    const transport = mqttTransport(raw);
+    // The delta of an update may reach the client before its update/accepted.
+    service.mqtt.faults.set({ seed: 3, reorder: 0.5, reorderWindowMs: 5 });
+    try {
+      for (let i = 1; i <= 20; i++) {
+        const accepted = await transport.update(target, { state: { desired: { step: i } } });
+        expect(accepted).toMatchObject({ state: { desired: { step: i } }, version: i });
+      }
+    } finally {
+      service.mqtt.faults.clear();
+    }
+    expect(deltas).toBeGreaterThan(0);
+    await transport.close();
+  });
+
   it('rejects unknown or invalid options', async () => {
     const raw = await client('app-options');
     expect(() => mqttTransport(raw, { timeout: 5 } as never)).toThrow(/unknown option 'timeout'/);
     expect(() => mqttTransport(raw, { qos: 2 as never })).toThrow(/QoS 2/);
     expect(() => mqttTransport(raw, { timeoutMs: 0 })).toThrow(ShadowOptionsError);
+    // Node fires a timer above 2^31 - 1 ms at once: every request would time out immediately.
+    expect(() => mqttTransport(raw, { timeoutMs: 2 ** 31 })).toThrow(/timeoutMs/);
+    // Tokens are limited to 64 bytes, not characters: 40 two-byte characters would make every request fail.
+    expect(() => mqttTransport(raw, { clientTokenPrefix: 'é'.repeat(40) })).toThrow(/clientTokenPrefix/);
   });
 });

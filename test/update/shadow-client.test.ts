@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { JsonObject } from '../../src/core/document.js';
@@ -101,6 +103,24 @@ describe('update', () => {
     expect(result.skipped).toBe(false);
     expect(service.read(lamp)?.state.desired).toEqual({ power: 'on' });
     expect(result.version).toBe(3);
+  });
+
+  it('never fails a caller on a remembered document: an intent or schema error is confirmed with a read', async () => {
+    const { service, shadows } = setup();
+    const typed = shadows.shadow('lamp', { schema: { desired: z.object({ ready: z.boolean() }).loose() } });
+    await typed.update(() => ({ desired: { ready: false } }));
+    // Another writer changes the shadow; this client still remembers its own prediction.
+    service.write(lamp, { state: { desired: { ready: true } } }, 'other');
+    const result = await typed.update((current) => {
+      if (current?.state.desired?.ready !== true) throw new Error('not ready yet');
+      return { desired: { go: true } } as never;
+    });
+    expect(result.version).toBe(3);
+    expect(service.read(lamp)?.state.desired).toEqual({ ready: true, go: true });
+    // The same for a schema: the remembered document breaks it, the current one does not.
+    await shadows.shadow('lamp').update(() => ({ desired: { ready: 'soon' } }));
+    service.write(lamp, { state: { desired: { ready: false } } }, 'other');
+    await expect(typed.update(() => ({ desired: { ready: true } }))).resolves.toMatchObject({ version: 6 });
   });
 
   it('skips after confirming with one read when the remembered document is still current', async () => {
@@ -594,6 +614,31 @@ describe('delete', () => {
     expect(service.read(lamp)?.state.desired).toEqual({ on: true });
   });
 
+  it('never keeps a predicted document after an unversioned re-create: a concurrent creator may have merged first', async () => {
+    const { service, shadows } = setup();
+    service.write(lamp, { state: { desired: { on: true } } });
+    const aircon = shadows.shadow('lamp');
+    await aircon.get();
+    await service.transport('other').delete(lamp);
+    // Another client re-creates the shadow just before this client's unversioned create lands.
+    service.beforeUpdate = (_target, request) => {
+      if (request.version !== undefined) return;
+      service.beforeUpdate = undefined;
+      service.write(lamp, { state: { desired: { power: 'on' } } }, 'other');
+    };
+    const created = await aircon.update(() => ({ desired: { on: false } }));
+    expect(service.read(lamp)?.state.desired).toEqual({ power: 'on', on: false });
+    expect(created.document?.state.desired ?? { power: 'on', on: false }).toEqual({ power: 'on', on: false });
+    // The next intent must see the other creator's key, not a prediction that lacks it.
+    const seen: string[][] = [];
+    await aircon.update((current) => {
+      seen.push(Object.keys(current?.state.desired ?? {}).sort());
+      return { desired: { on: true } };
+    });
+    expect(seen.at(-1)).toEqual(['on', 'power']);
+    expect(service.read(lamp)?.state.desired).toEqual({ power: 'on', on: true });
+  });
+
   it('throws ShadowNotFoundError for a shadow that does not exist', async () => {
     const { shadows } = setup();
     await expect(shadows.shadow('lamp').delete()).rejects.toBeInstanceOf(ShadowNotFoundError);
@@ -673,6 +718,34 @@ describe('events, logger and limiter', () => {
       Array.from({ length: 12 }, (_, i) => shadows.shadow('lamp', `s${i}`).merge({ desired: { i } })),
     );
     expect(peak).toBe(3);
+  });
+});
+
+describe('memory', () => {
+  it('does not keep what it learned about every shadow it ever addressed (a client of a large fleet)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const service = new InMemoryShadowServiceDouble();
+    const inner = service.transport('app');
+    let firstRead: WeakRef<object> | undefined;
+    const transport: ShadowTransport = {
+      ...inner,
+      get: async (target) => {
+        const document = await inner.get(target);
+        if (firstRead === undefined && document !== undefined) firstRead = new WeakRef(document);
+        return document;
+      },
+    };
+    const shadows = createShadowClient({ transport, requestsPerSecondPerThing: Number.POSITIVE_INFINITY });
+    service.write({ thingName: 'thing-0' }, { state: { reported: { big: 'x'.repeat(4000) } } });
+    await shadows.shadow('thing-0').get();
+    // A handle kept by the application must keep working whatever the client forgot meanwhile.
+    const kept = shadows.shadow('thing-0');
+    for (let i = 1; i <= 3000; i++) await shadows.shadow(`thing-${i}`).merge({ desired: { n: i } });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    gc();
+    expect(firstRead?.deref()).toBeUndefined();
+    await expect(kept.update(() => ({ desired: { on: true } }))).resolves.toMatchObject({ version: 2 });
   });
 });
 

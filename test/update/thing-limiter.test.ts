@@ -71,6 +71,44 @@ describe('thing limiter', () => {
     await expect(limiter.run('lamp', async () => 'next')).resolves.toBe('next');
   });
 
+  it('forgets idle things once their bucket is full again, so a client of a large fleet does not grow without bound', async () => {
+    const clock = instantClock();
+    const limiter = createThingLimiter({ requestsPerSecond: 20, maxInFlight: 10, clock });
+    const batch = (prefix: string) =>
+      Promise.all(Array.from({ length: 5000 }, (_, i) => limiter.run(`${prefix}-${i}`, async () => i)));
+    await batch('a');
+    expect(limiter.trackedThings()).toBe(5000); // each of them just spent a token: still tracked
+    await clock.sleep(1000); // every bucket has refilled
+    await batch('b');
+    await clock.sleep(1000);
+    await batch('c');
+    expect(limiter.trackedThings()).toBeLessThanOrEqual(10_000);
+    // Without a rate limit there is no bucket to remember: an idle thing is forgotten at once.
+    const unlimited = createThingLimiter({
+      requestsPerSecond: Number.POSITIVE_INFINITY,
+      maxInFlight: 10,
+      clock,
+    });
+    await Promise.all(Array.from({ length: 100 }, (_, i) => unlimited.run(`t-${i}`, async () => i)));
+    expect(unlimited.trackedThings()).toBe(0);
+  });
+
+  it('paces a rate below one request per second instead of waiting forever', async () => {
+    let time = 0;
+    let sleeps = 0;
+    const clock = {
+      now: () => time,
+      sleep: async (ms: number) => {
+        if (++sleeps > 100) throw new Error('the limiter never handed out a token');
+        time += ms;
+      },
+    };
+    const limiter = createThingLimiter({ requestsPerSecond: 0.5, maxInFlight: 10, clock });
+    const sent: number[] = [];
+    for (let i = 0; i < 3; i++) await limiter.run('lamp', async () => sent.push(time));
+    expect(sent).toEqual([0, 2000, 4000]);
+  });
+
   it('reports waits for tokens', async () => {
     const waits: number[] = [];
     const limiter = createThingLimiter({
