@@ -26,6 +26,7 @@ export async function runQuickStart(log: (line: string) => void = console.log): 
       endpoint: service.httpEndpoint,
       region: 'us-east-1',
       credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      maxAttempts: 1, // shadow-sync retries itself, with full jitter and within the per-thing quota
     });
     let conflictsResolved = 0;
     const onEvent = (event: ShadowEvent): void => {
