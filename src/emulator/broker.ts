@@ -495,6 +495,13 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
           },
           onSocket,
         );
+  // Every accepted TCP connection, so close() can end those aedes does not know yet: a connection that has not
+  // sent CONNECT (aedes waits up to its 30 s connect timeout) or a TLS handshake in progress (up to 120 s).
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   if (resolved.tls !== undefined) {
     server.on('tlsClientError', (error: Error) => logger.warn(`mqtt tls handshake failed: ${error.message}`));
   }
@@ -567,6 +574,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
       closing ??= (async () => {
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
         await serverClosed;
       })();
       return closing;

@@ -58,7 +58,10 @@ export interface HttpFront {
   readonly endpoint: string;
   /** The port actually bound. */
   readonly port: number;
-  /** Stops listening and closes every connection. */
+  /**
+   * Stops listening and closes every connection; requests already being answered (body received) get their
+   * answer first, the others are cut off.
+   */
   close(): Promise<void>;
   /** Lets the process exit while the server (and its connections) are still open, for benchmarks and tools. */
   unref(): void;
@@ -228,6 +231,14 @@ export async function startHttpFront(
   options: HttpFrontOptions = {},
 ): Promise<HttpFront> {
   const resolved = resolveHttpFrontOptions(options);
+  // Requests whose body was read and that are being answered: close() lets them finish, so a client never sees
+  // a dropped connection for a request the engine applied (it would retry an update that already happened).
+  const busy = new Set<ServerResponse>();
+  let stopping = false;
+
+  function settled(res: ServerResponse): void {
+    if (busy.delete(res) && stopping && busy.size === 0) server.closeAllConnections();
+  }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
@@ -236,6 +247,10 @@ export async function startHttpFront(
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
     const method = req.method ?? 'GET';
     const body = await readBody(req, resolved.maxPayloadBytes);
+    busy.add(res);
+    res.once('close', () => settled(res));
+    // While closing, answer and then close the connection instead of keeping it for further requests.
+    if (stopping) res.shouldKeepAlive = false;
     if (resolved.requireSigV4 !== undefined) {
       const failure = verifySigV4(req, body, resolved.requireSigV4);
       if (failure !== undefined) throw new HttpError(403, 'ForbiddenException', failure);
@@ -270,7 +285,13 @@ export async function startHttpFront(
       const thingName = decodeLabel(match[1] as string, 'thingName');
       const page: { pageSize?: number; nextToken?: string } = {};
       const pageSize = query.get('pageSize');
-      if (pageSize !== null) page.pageSize = /^-?\d+$/.test(pageSize) ? Number(pageSize) : Number.NaN;
+      if (pageSize !== null && !/^-?\d+$/.test(pageSize))
+        throw new HttpError(
+          400,
+          'InvalidRequestException',
+          `1 validation error detected: Value '${pageSize}' at 'pageSize' failed to satisfy constraint: Member must be an integer`,
+        );
+      if (pageSize !== null) page.pageSize = Number(pageSize);
       const nextToken = query.get('nextToken');
       if (nextToken !== null) page.nextToken = nextToken;
       const result = engine.listNamedShadows(thingName, page);
@@ -350,8 +371,12 @@ export async function startHttpFront(
     port,
     close() {
       closed ??= new Promise<void>((resolve) => {
+        stopping = true;
         server.close(() => resolve());
-        server.closeAllConnections();
+        // Idle and half-received requests go now; requests being answered close their connection when done.
+        for (const res of busy) res.shouldKeepAlive = false;
+        if (busy.size === 0) server.closeAllConnections();
+        else server.closeIdleConnections();
       });
       return closed;
     },

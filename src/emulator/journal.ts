@@ -41,6 +41,7 @@ import {
   openSync,
   readFileSync,
   rmSync,
+  statSync,
   write,
   writeFileSync,
   writeSync,
@@ -230,12 +231,18 @@ function acquireLock(path: string): () => void {
       const owner = Number(readFileSync(path, 'utf8'));
       if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner))
         throw new Error(`shadow-sync journal: ${path} is held by running process ${owner}`);
-      if (owner === process.pid)
+      // Our own pid in a lock written before this process started: an earlier process that had the same pid left
+      // it (a container restarted after `kill -9` usually gets the same pid again), so it is stale.
+      if (owner === process.pid && !writtenBeforeThisProcess(path))
         throw new Error(`shadow-sync journal: ${path} is already open in this process`);
       rmSync(path, { force: true });
     }
   }
   throw new Error(`shadow-sync journal: could not take ${path}`);
+}
+
+function writtenBeforeThisProcess(path: string): boolean {
+  return statSync(path).mtimeMs < Date.now() - process.uptime() * 1000;
 }
 
 function isAlive(pid: number): boolean {
@@ -382,6 +389,7 @@ export function openJournal(options: JournalOptions): Journal {
   let flushScheduled = false;
   let failure: unknown;
   let closed = false;
+  let closing: Promise<void> | undefined;
   const stats = { appended: 0, batches: 0, compactions: 0, failedBatches: 0 };
   // Every file operation (batch write + sync, compaction, close) runs on this chain, one at a time, so a
   // compaction can never truncate the journal under a batch being written.
@@ -481,14 +489,15 @@ export function openJournal(options: JournalOptions): Journal {
     stats() {
       return { ...stats, journalBytes, truncatedBytes, expiredTombstones };
     },
-    async close() {
-      if (closed) return;
+    close() {
+      // Every caller waits for the same close, so none resumes while the file and the lock are still held.
       closed = true;
-      await exclusive(async () => {
+      closing ??= exclusive(async () => {
         await flushQueue();
         closeSync(fd);
         releaseLock();
       });
+      return closing;
     },
   };
 }

@@ -466,6 +466,11 @@ async function externalTransport(
     },
   );
   client.on('message', (topic, payload, packet) => {
+    // A broker sets RETAIN on what it forwards only when it replays a stored retained message to a new
+    // subscription (MQTT 3.1.1 section 3.3.1.3); a live publish arrives with RETAIN 0. A replay is not a new
+    // client publish: applying a retained request again each time the service (re)subscribes would roll the
+    // shadow back to that old request.
+    if (packet.retain) return;
     received({
       topic,
       payload,
@@ -481,7 +486,15 @@ async function externalTransport(
     await withTimeout(
       new Promise<void>((resolve, reject) => {
         client.once('connect', () => resolve());
-        client.once('error', reject);
+        // Name the broker and the login: mqtt.js says only e.g. "Connection refused: Not authorized".
+        client.once('error', (error) =>
+          reject(
+            new Error(
+              `joining the MQTT broker ${url.href} as client '${serviceClient.clientId}' ${serviceClient.username === undefined ? 'without a username' : `with username '${serviceClient.username}'`} failed: ${error.message}`,
+              { cause: error },
+            ),
+          ),
+        );
       }),
       resolved.connectTimeoutMs,
       `connecting to the MQTT broker ${url.href}`,

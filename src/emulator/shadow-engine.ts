@@ -290,7 +290,7 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
   }
   let active = 0;
   let idle: (() => void)[] = [];
-  let closing = false;
+  let closing: Promise<void> | undefined;
 
   function emit(target: ShadowTarget, suffix: ShadowTopicSuffix, body: unknown): void {
     if (listeners.size === 0) return;
@@ -446,7 +446,7 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
       counters.requests++;
       const now = clock();
       if (now >= nextSweepAt) sweepTombstones(now);
-      if (closing)
+      if (closing !== undefined)
         return Promise.resolve(
           reject(
             request,
@@ -534,12 +534,14 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
     stats() {
       return { ...counters, journal: journal?.stats() };
     },
-    async close() {
-      if (closing) return;
-      closing = true;
-      if (active > 0) await new Promise<void>((resolve) => idle.push(resolve));
-      await journal?.close();
-      listeners.clear();
+    close() {
+      // Every caller waits for the same close, so none resumes while the journal still holds the directory.
+      closing ??= (async () => {
+        if (active > 0) await new Promise<void>((resolve) => idle.push(resolve));
+        await journal?.close();
+        listeners.clear();
+      })();
+      return closing;
     },
   };
 }

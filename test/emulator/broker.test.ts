@@ -191,4 +191,14 @@ describe('startBroker', () => {
     await closed;
     await a.close();
   });
+  it('closing ends a connection that never sent CONNECT at once, not after the 30 s connect timeout', async () => {
+    const broker = await startBroker();
+    const socket = netConnect(broker.port, '127.0.0.1');
+    socket.setNoDelay(true);
+    socket.on('error', () => {});
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    await broker.close();
+    await ended;
+  }, 10_000);
 });

@@ -416,4 +416,26 @@ describe('shadow engine: options and lifecycle', () => {
       rejection: { code: 503, errorType: 'ServiceUnavailableException' },
     });
   });
+  it('a second close() resolves only after the journal released the data directory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shadow-engine-close-'));
+    try {
+      const engine = createShadowEngine({ dataDir: dir });
+      const update = engine.handle({
+        operation: 'update',
+        target: { thingName: 'a' },
+        origin: 'http',
+        payload: encode({ state: { reported: { x: 1 } } }),
+      });
+      const first = engine.close();
+      await engine.close();
+      // The directory is free as soon as any close() resolved, and it holds the acknowledged update.
+      const reopened = createShadowEngine({ dataDir: dir });
+      expect(reopened.read({ thingName: 'a' })).toMatchObject({ version: 1, state: { reported: { x: 1 } } });
+      await reopened.close();
+      await first;
+      expect((await update).ok).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

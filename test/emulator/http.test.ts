@@ -14,6 +14,7 @@ import {
   createShadowEngine,
   resolveHttpFrontOptions,
   resolveShadowServiceOptions,
+  type ShadowEngineApi,
   type ShadowService,
   SIGV4_MESSAGES,
   startHttpFront,
@@ -560,6 +561,78 @@ describe('edge cases of the HTTP front', () => {
     } finally {
       await front.close();
     }
+  });
+
+  it('close() lets a request the engine is applying get its answer, instead of cutting the connection', async () => {
+    const engine = createShadowEngine();
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The real engine, reached only once the test let go: close() is called while the update is in progress.
+    const gated: ShadowEngineApi = {
+      async handle(request) {
+        entered();
+        await gate;
+        return engine.handle(request);
+      },
+      listNamedShadows: (thingName, page) => engine.listNamedShadows(thingName, page),
+      onMessage: (listener) => engine.onMessage(listener),
+    };
+    const front = await startHttpFront(gated);
+    const c = new IoTDataPlaneClient({
+      endpoint: front.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+      maxAttempts: 1,
+    });
+    const call = c.send(
+      new UpdateThingShadowCommand({
+        thingName: 'lamp',
+        payload: json({ state: { desired: { on: true } } }),
+      }),
+    );
+    await inside;
+    const closed = front.close();
+    release();
+    const answer = await call.then(
+      (output) => parse(output.payload),
+      (error: Error) => `${error.name}: ${error.message}`,
+    );
+    await closed;
+    c.destroy();
+    await engine.close();
+    expect(answer).toMatchObject({ state: { desired: { on: true } }, version: 1 });
+  });
+
+  it('400 for a pageSize that is not an integer, naming the value as sent', async () => {
+    for (const raw of ['1.5', 'ten']) {
+      const response = await fetch(
+        `${service.httpEndpoint}/api/things/shadow/ListNamedShadowsForThing/multi?pageSize=${raw}`,
+      );
+      expect(response.status).toBe(400);
+      expect(response.headers.get('x-amzn-errortype')).toBe('InvalidRequestException');
+      expect(await response.json()).toEqual({
+        __type: 'InvalidRequestException',
+        message: `1 validation error detected: Value '${raw}' at 'pageSize' failed to satisfy constraint: Member must be an integer`,
+      });
+    }
+  });
+
+  it('close() does not wait for a request whose body never finishes arriving', async () => {
+    const front = await startHttpFront(createShadowEngine());
+    const socket = connect(front.port, '127.0.0.1');
+    socket.setNoDelay(true);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('POST /things/lamp/shadow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"state"');
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await front.close();
+    await ended;
   });
 
   it('accepts and drops a Publish to a plain topic when no broker is attached', async () => {

@@ -8,6 +8,7 @@ import {
   rmSync,
   statSync,
   truncateSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -185,10 +186,37 @@ describe('journal', () => {
     expect(() => openJournal({ dataDir: dir })).toThrow(`is held by running process ${process.ppid}`);
   });
 
+  it('takes over a lock that carries its own pid but that it does not hold (a container restarted after kill -9)', async () => {
+    const journal = openJournal({ dataDir: dir });
+    await journal.append({ thingName: 'a' }, shadow(1));
+    // What `kill -9` leaves behind, as seen by the next process when it happens to get the same pid: its own pid,
+    // written before it started.
+    await journal.close();
+    writeFileSync(join(dir, 'LOCK'), String(process.pid));
+    const beforeStart = new Date(Date.now() - process.uptime() * 1000 - 60_000);
+    utimesSync(join(dir, 'LOCK'), beforeStart, beforeStart);
+    const restarted = openJournal({ dataDir: dir });
+    expect(recoveredMap(restarted.recovered)).toEqual({ 'a/': shadow(1) });
+    // While it is open here, a second open in this process is still refused.
+    expect(() => openJournal({ dataDir: dir })).toThrow(/already open in this process/);
+    await restarted.close();
+  });
+
   it('rejects appends after close', async () => {
     const journal = openJournal({ dataDir: dir });
     await journal.close();
     await expect(journal.append({ thingName: 'a' }, shadow(1))).rejects.toThrow(/closed/);
+  });
+
+  it('a second close() resolves only after the file is closed and the directory released', async () => {
+    const journal = openJournal({ dataDir: dir });
+    const appended = journal.append({ thingName: 'a' }, shadow(1));
+    const first = journal.close();
+    await journal.close();
+    // The directory is free as soon as any close() resolved, and it holds the acknowledged record.
+    expect(await reopen(dir)).toEqual({ 'a/': shadow(1) });
+    await first;
+    await appended;
   });
 });
 

@@ -137,6 +137,54 @@ describe('the service joined to an external mosquitto broker', () => {
     expect((await device.take('my/things/lamp/cmd')).json).toEqual({ blink: 1 });
   });
 
+  it('applies a retained request once, not again each time the service subscribes anew', async () => {
+    // A broker of its own: the suite's service would answer this device's requests too.
+    const own = await startMosquitto();
+    const other = createShadowEngine();
+    const first = await startMqttFront(other, {
+      broker: own.url,
+      serviceClient: { clientId: 'svc-retain-1' },
+    });
+    const d = await connectTestClient(own.url, { clientId: 'retainer' });
+    let second: MqttFront | undefined;
+    try {
+      await d.subscribe('$aws/things/retainer/shadow/update/accepted');
+      await d.publish('$aws/things/retainer/shadow/update', { state: { desired: { a: 1 } } }, 1, true);
+      await d.take('$aws/things/retainer/shadow/update/accepted');
+      await d.publish('$aws/things/retainer/shadow/update', { state: { desired: { a: 2 } } }, 1);
+      await d.take('$aws/things/retainer/shadow/update/accepted');
+      await first.close();
+      // A restart (or a reconnect) subscribes again; mosquitto then replays the retained request with RETAIN set.
+      second = await startMqttFront(other, { broker: own.url, serviceClient: { clientId: 'svc-retain-2' } });
+      expect(await d.quiet('$aws/things/retainer/shadow/update/accepted', 300)).toBe(true);
+      expect(other.read({ thingName: 'retainer' })).toMatchObject({
+        version: 2,
+        state: { desired: { a: 2 } },
+      });
+    } finally {
+      await d.close();
+      await first.close();
+      await second?.close();
+      await other.close();
+      await own.stop();
+    }
+  });
+
+  it('names the broker and the login when the external broker refuses the service client', async () => {
+    const closed = await startMosquitto(() => ['allow_anonymous false']);
+    const other = createShadowEngine();
+    try {
+      await expect(
+        startMqttFront(other, { broker: closed.url, serviceClient: { clientId: 'svc-refused' } }),
+      ).rejects.toThrow(
+        `joining the MQTT broker ${closed.url} as client 'svc-refused' without a username failed: Connection refused: Not authorized`,
+      );
+    } finally {
+      await other.close();
+      await closed.stop();
+    }
+  });
+
   it('fails clearly when the external broker cannot be reached', async () => {
     const closedPort = await freePort();
     const other = createShadowEngine();

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -172,6 +173,22 @@ describe('MQTT over TLS with client certificates (CN = thing name)', () => {
     expect((await ops.take('$aws/things/fan/shadow/update/accepted')).json).toMatchObject({ version: 1 });
     await ops.close();
   });
+
+  it('closing ends a connection still in its TLS handshake at once, not after the 120 s handshake timeout', async () => {
+    const tlsEngine = createShadowEngine();
+    const tlsFront = await startMqttFront(tlsEngine, {
+      tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.ca, requestCert: true },
+      auth: {},
+    });
+    const socket = netConnect(Number(new URL(tlsFront.mqttUrl).port), '127.0.0.1');
+    socket.setNoDelay(true);
+    socket.on('error', () => {});
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    await tlsFront.close();
+    await ended;
+    await tlsEngine.close();
+  }, 10_000);
 
   it('without requestCert, TLS only encrypts and devices are named by their client id', async () => {
     const plainEngine = createShadowEngine();
