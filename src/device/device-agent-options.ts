@@ -178,12 +178,27 @@ function fail(message: string): never {
   throw new ShadowOptionsError(`createDeviceAgent: ${message}`);
 }
 
-function integer(name: string, value: unknown, fallback: number, min: number): number {
+/** Longest delay a Node timer holds: a longer one fires after 1 ms instead (TimeoutOverflowWarning). */
+export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+function integer(
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    fail(`${name} must be an integer ≥ ${min}, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in [${min}, ${max}]`;
+    fail(`${name} must be an integer ${range}, got ${String(value)}`);
   }
   return value;
+}
+
+/** A delay option: an integer a Node timer can hold. */
+function delay(name: string, value: unknown, fallback: number, min: number): number {
+  return integer(name, value, fallback, min, MAX_TIMER_DELAY_MS);
 }
 
 function qos(name: string, value: unknown, fallback: 0 | 1): 0 | 1 {
@@ -269,13 +284,8 @@ export function resolveDeviceAgentOptions<D = JsonObject>(
     schema,
     errorKey,
     maxHandlerAttempts: integer('maxHandlerAttempts', options.maxHandlerAttempts, d.maxHandlerAttempts, 1),
-    handlerRetryDelayMs: integer(
-      'handlerRetryDelayMs',
-      options.handlerRetryDelayMs,
-      d.handlerRetryDelayMs,
-      0,
-    ),
-    requestTimeoutMs: integer('requestTimeoutMs', options.requestTimeoutMs, d.requestTimeoutMs, 1),
+    handlerRetryDelayMs: delay('handlerRetryDelayMs', options.handlerRetryDelayMs, d.handlerRetryDelayMs, 0),
+    requestTimeoutMs: delay('requestTimeoutMs', options.requestTimeoutMs, d.requestTimeoutMs, 1),
     shadowQos: qos('shadowQos', options.shadowQos, d.shadowQos),
     telemetryQos: qos('telemetryQos', options.telemetryQos, d.telemetryQos),
     telemetryBufferSize: integer(
@@ -284,8 +294,8 @@ export function resolveDeviceAgentOptions<D = JsonObject>(
       d.telemetryBufferSize,
       0,
     ),
-    coalesceMs: integer('coalesceMs', options.coalesceMs, d.coalesceMs, 0),
-    resyncIntervalMs: integer('resyncIntervalMs', options.resyncIntervalMs, d.resyncIntervalMs, 0),
+    coalesceMs: delay('coalesceMs', options.coalesceMs, d.coalesceMs, 0),
+    resyncIntervalMs: delay('resyncIntervalMs', options.resyncIntervalMs, d.resyncIntervalMs, 0),
     clock,
   };
 }

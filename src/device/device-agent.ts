@@ -32,6 +32,7 @@ import type { SplitResult } from '../split/split-policy.js';
 import {
   type DeltaContext,
   type DeviceAgentOptions,
+  MAX_TIMER_DELAY_MS,
   type ResolvedDeviceAgentOptions,
   resolveDeviceAgentOptions,
 } from './device-agent-options.js';
@@ -146,7 +147,10 @@ export interface DeviceAgent {
    * @throws ShadowTransportError when the agent is closed first
    */
   whenSynced(): Promise<SyncedEvent>;
-  /** Stops timers and listeners, unsubscribes, and ends the MQTT client if the agent created it. */
+  /**
+   * Stops timers and listeners, unsubscribes, and ends the MQTT client if the agent created it (waiting for
+   * in-flight messages at most `requestTimeoutMs`, then by force).
+   */
   close(): Promise<void>;
 }
 
@@ -238,10 +242,14 @@ export async function createDeviceAgent<D = JsonObject>(
 
   // Connection and sync state.
   let closed = false;
+  // Connected as far as the agent knows ('connect' seen, no 'close'/'offline' since). Not `client.connected`:
+  // mqtt.js sets that before emitting 'connect', and telemetry published then would overtake the buffer.
+  let linkUp = false;
   let ready = false; // connected and subscribed
   let synced = false; // a read completed since the last connect
   let syncing = false;
   let syncAgain = false;
+  let wakeBackoff: (() => void) | undefined; // ends the wait of a read that failed, before its retry
   let connectEpoch = 0;
   let version: number | undefined;
   // `reported` as last read or acknowledged, the device's intended `reported`, and what the device applied.
@@ -252,6 +260,10 @@ export async function createDeviceAgent<D = JsonObject>(
   // answers can arrive in either order) is older than what we know, and must not roll `confirmed` back.
   let confirmedVersion: number | undefined;
   let inFlight = false;
+  // After the service refused an update of several leaves: send that many leaves one per update, so only the
+  // refused leaf is given up and the values coalesced with it still reach the shadow. Bounded, so a device that
+  // keeps reporting goes back to one update per round instead of one per leaf.
+  let isolateLeft = 0;
   let reportTimer: ReturnType<typeof setTimeout> | undefined;
   let reportBackoffMs = 0;
   // Delta handling.
@@ -353,7 +365,9 @@ export async function createDeviceAgent<D = JsonObject>(
         // A read answered before an update we already saw accepted (answers on different topics overtake each
         // other) is older than what we know: read again (a few times; the store only moves forward).
         const known = Math.max(confirmedVersion ?? -1, version ?? -1);
-        const current = document === undefined || document.version >= known;
+        // A 404 is as stale once a version is known: the read was answered before the update that created
+        // the shadow (a real deletion is adopted after the re-reads, as they keep answering 404).
+        const current = document === undefined ? known < 0 : document.version >= known;
         if (!current && ++stale < 3) continue;
         stale = 0;
         adopt(document, current && !inFlight);
@@ -361,11 +375,26 @@ export async function createDeviceAgent<D = JsonObject>(
       } catch (error) {
         if (closed || epoch !== connectEpoch) break;
         emit('error', error, { kind: 'sync' });
-        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        // Woken early by a disconnect or close(): a new connection reads at once, and no timer outlives close().
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            clearTimeout(timer);
+            wakeBackoff = undefined;
+            resolve();
+          };
+          const timer = setTimeout(wake, delayMs);
+          wakeBackoff = wake;
+        });
         delayMs = Math.min(delayMs * 2, 2_000);
       }
     }
     syncing = false;
+    // The connection changed while this loop was reading or backing off: the new connection's request for a
+    // read only set `syncAgain` (this loop was still running), so read now for it, or the agent stays unsynced.
+    if (!closed && ready && epoch !== connectEpoch) {
+      void runSync();
+      return;
+    }
     pump();
   }
 
@@ -546,10 +575,14 @@ export async function createDeviceAgent<D = JsonObject>(
       setWanted({ [o.errorKey]: { kind: 'handler', version: item.version, attempts, message } });
       return;
     }
+    // One retry at a time: a timer left behind would outlive close() and re-queue its delta later.
+    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    const failed = failure;
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
-      // A newer delta that arrived meanwhile supersedes the retry.
-      queued ??= item;
+      // A newer delta that arrived meanwhile supersedes the retry: one waiting, or one handled since (which
+      // replaced or cleared `failure`). Retrying the older one would apply a stale value over a newer one.
+      if (failure === failed) queued ??= item;
       pump();
     }, o.handlerRetryDelayMs);
   }
@@ -576,8 +609,11 @@ export async function createDeviceAgent<D = JsonObject>(
 
   async function sendReport(): Promise<void> {
     if (closed || !ready || !synced || inFlight) return;
-    const update = intent.pending();
-    if (update === undefined) return pump();
+    const update = intent.pending(isolateLeft > 0 ? 1 : undefined);
+    if (update === undefined) {
+      isolateLeft = 0;
+      return pump();
+    }
     const patch = update.patch;
     inFlight = true;
     const epoch = connectEpoch;
@@ -588,6 +624,7 @@ export async function createDeviceAgent<D = JsonObject>(
         confirmedVersion = Math.max(confirmedVersion ?? 0, accepted.version);
       }
       intent.acknowledge(update.sent);
+      if (isolateLeft > 0) isolateLeft--;
       counters.reportsAccepted++;
       reportBackoffMs = 0;
       observeVersion(accepted.version);
@@ -606,10 +643,13 @@ export async function createDeviceAgent<D = JsonObject>(
       } else if (isShadowError(error) && error.code === 'CONFLICT') {
         emit('conflict', { version, desired: undefined, applied: undefined, error });
         requestSync();
+      } else if (update.sent.length > 1) {
+        // The service refuses this content (too large, too deep...), maybe because of one leaf: find it.
+        isolateLeft = update.sent.length;
       } else {
-        // The service refuses this content (too large, too deep...): drop the unsent changes, or they would
-        // be refused forever.
-        intent.discard(confirmed);
+        // The service refuses this leaf: drop it, or it would be refused forever.
+        intent.discardLeaves(update.sent, confirmed);
+        if (isolateLeft > 0) isolateLeft--;
         emit('error', error, { kind: 'report' });
       }
     } finally {
@@ -654,7 +694,12 @@ export async function createDeviceAgent<D = JsonObject>(
     if (result.nextCheckAt !== undefined && result.nextCheckAt < checkAt) {
       checkAt = result.nextCheckAt;
       if (checkTimer !== undefined) clearTimeout(checkTimer);
-      checkTimer = setTimeout(recheckWithheld, Math.max(0, checkAt - o.clock()));
+      // Clamped: a longer delay would fire after 1 ms, and the re-check would re-arm it in a busy loop. A
+      // re-check that comes early finds the value still held back and arms the timer again.
+      checkTimer = setTimeout(
+        recheckWithheld,
+        Math.min(MAX_TIMER_DELAY_MS, Math.max(0, checkAt - o.clock())),
+      );
     }
   }
 
@@ -682,6 +727,9 @@ export async function createDeviceAgent<D = JsonObject>(
     ready = false;
     synced = false;
     lastOutcome = undefined; // reconcile with the full delta on every connect
+    // Telemetry needs no subscription: send what was buffered now, before any newer reading can be published.
+    linkUp = true;
+    flushTelemetry();
     try {
       await channel.subscribe(); // subscribe before publishing anything
     } catch (error) {
@@ -690,15 +738,16 @@ export async function createDeviceAgent<D = JsonObject>(
     }
     if (closed || epoch !== connectEpoch) return;
     ready = true;
-    flushTelemetry();
     requestSync();
   }
 
   function onDisconnect(): void {
+    linkUp = false;
     ready = false;
     synced = false;
     connectEpoch++;
     channel.failPending('the connection was lost');
+    wakeBackoff?.();
     announceIfIdle();
   }
 
@@ -730,7 +779,7 @@ export async function createDeviceAgent<D = JsonObject>(
       trackWithheld(values, result);
       if (result.telemetry !== undefined) {
         const payload = JSON.stringify({ state: result.telemetry, timestamp: now });
-        if (client.connected) publishTelemetry(payload);
+        if (linkUp) publishTelemetry(payload);
         else telemetry.push(payload);
       }
       pump();
@@ -756,19 +805,23 @@ export async function createDeviceAgent<D = JsonObject>(
       telemetryDropped: telemetry.dropped,
     }),
     whenSynced() {
-      if (isIdle()) return Promise.resolve(syncedEvent());
+      // Closed first: a closed agent follows nothing, however in sync it was when it stopped.
       if (closed) {
         return Promise.reject(
           new ShadowTransportError(`the device agent of thing '${o.thingName}' is closed`, target),
         );
       }
+      if (isIdle()) return Promise.resolve(syncedEvent());
       return new Promise((resolve, reject) => syncWaiters.push({ resolve, reject }));
     },
     async close() {
       if (closed) return;
       closed = true;
+      linkUp = false;
+      ready = false;
       for (const timer of [reportTimer, retryTimer, checkTimer]) if (timer !== undefined) clearTimeout(timer);
       if (resyncTimer !== undefined) clearInterval(resyncTimer);
+      wakeBackoff?.();
       client.removeListener('connect', onConnectListener);
       client.removeListener('close', onDisconnect);
       client.removeListener('offline', onDisconnect);
@@ -779,7 +832,23 @@ export async function createDeviceAgent<D = JsonObject>(
       );
       for (const waiter of syncWaiters.splice(0)) waiter.reject(closedError);
       await channel.close();
-      if (owned) await client.endAsync();
+      if (owned) {
+        // A graceful end waits for every in-flight QoS 1 message, forever on a link that went silent: wait
+        // for them at most the request timeout, then end the client by force.
+        const drained = await new Promise<boolean>((resolve) => {
+          if (Object.keys(client.outgoing).length === 0) return resolve(true);
+          const onEmpty = () => {
+            clearTimeout(timer);
+            resolve(true);
+          };
+          const timer = setTimeout(() => {
+            client.removeListener('outgoingEmpty', onEmpty);
+            resolve(false);
+          }, o.requestTimeoutMs);
+          client.once('outgoingEmpty', onEmpty);
+        });
+        await client.endAsync(!drained);
+      }
     },
   };
 }

@@ -28,8 +28,11 @@ export interface ReportedIntent {
    * @returns the minimal patch of the change against what was wanted before, or `undefined` if it changes nothing
    */
   change(patch: JsonObject): JsonObject | undefined;
-  /** The update to send now: every dirty leaf with its wanted value (`null` for a deleted one). */
-  pending(): { patch: JsonObject; sent: SentLeaves } | undefined;
+  /**
+   * The update to send now: every dirty leaf with its wanted value (`null` for a deleted one).
+   * @param maxLeaves - at most this many leaves (to find which one the service refuses)
+   */
+  pending(maxLeaves?: number): { patch: JsonObject; sent: SentLeaves } | undefined;
   /** An update carrying `sent` was accepted: its leaves are confirmed unless the device changed them since. */
   acknowledge(sent: SentLeaves): void;
   /**
@@ -47,6 +50,11 @@ export interface ReportedIntent {
   rebase(reported: JsonObject | undefined, options?: { confirm?: boolean }): void;
   /** Gives up every unconfirmed change (the service refuses them): the intent becomes `reported`. */
   discard(reported: JsonObject | undefined): void;
+  /**
+   * Gives up the leaves of a refused update (those the device has not changed since): each becomes what
+   * `reported` holds there. Other unconfirmed changes stay.
+   */
+  discardLeaves(sent: SentLeaves, reported: JsonObject | undefined): void;
 }
 
 function getPath(root: JsonObject | undefined, path: readonly string[]): JsonValue | undefined {
@@ -145,10 +153,11 @@ export function createReportedIntent(): ReportedIntent {
     dirty.set(keyOf(path), path);
   }
 
-  function extract(): { patch: JsonObject; sent: SentLeaves } {
+  function extract(maxLeaves = Number.POSITIVE_INFINITY): { patch: JsonObject; sent: SentLeaves } {
     const patch: JsonObject = {};
     const sent: { key: string; path: readonly string[]; value: JsonValue }[] = [];
     for (const [key, path] of dirty) {
+      if (sent.length >= maxLeaves) break;
       const value = getPath(wanted, path) ?? null;
       setPath(patch, path, replacing(getPath(base, path), value));
       sent.push({ key, path, value });
@@ -175,8 +184,8 @@ export function createReportedIntent(): ReportedIntent {
       for (const path of leafPaths(changes, [], [])) mark(path);
       return changes;
     },
-    pending() {
-      return dirty.size === 0 ? undefined : extract();
+    pending(maxLeaves) {
+      return dirty.size === 0 ? undefined : extract(maxLeaves);
     },
     acknowledge(sent) {
       for (const { path, value } of sent)
@@ -203,6 +212,14 @@ export function createReportedIntent(): ReportedIntent {
         for (const [key, path] of dirty) {
           if (jsonEqual(getPath(reported, path) ?? null, getPath(wanted, path) ?? null)) dirty.delete(key);
         }
+      }
+    },
+    discardLeaves(sent, reported) {
+      for (const { key, path, value } of sent) {
+        if (!dirty.has(key) || !jsonEqual(getPath(wanted, path) ?? null, value)) continue;
+        dirty.delete(key);
+        const restored = getPath(reported, path) ?? null;
+        wanted = mergeSection(wanted, nest(path, replacing(getPath(wanted, path), restored)));
       }
     },
     discard(reported) {

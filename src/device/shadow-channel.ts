@@ -52,7 +52,10 @@ export interface ShadowChannel {
   update(request: Omit<UpdateRequest, 'clientToken'>): Promise<UpdateAcceptedBody>;
   /** Rejects every request waiting for an answer (the connection is gone: the answers will not come). */
   failPending(reason: string): void;
-  /** Stops listening and fails what is pending; unsubscribes when still connected. Never ends the client. */
+  /**
+   * Stops listening and fails what is pending; unsubscribes when still connected, waiting for the broker at
+   * most the request timeout. Never ends the client.
+   */
   close(): Promise<void>;
 }
 
@@ -220,7 +223,17 @@ export function createShadowChannel(
       closed = true;
       client.removeListener('message', onMessage);
       failPending('the device agent is closed');
-      if (client.connected) await client.unsubscribeAsync(topics.responses).catch(() => undefined);
+      if (client.connected) {
+        // Bounded: on a link that went silent the UNSUBACK never comes, and close() must still return.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          client.unsubscribeAsync(topics.responses).catch(() => undefined),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, timeoutMs);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
     },
   };
 }

@@ -48,6 +48,20 @@ describe('reported intent', () => {
     expect(intent.change({ fw: '1.0' })).toBeUndefined();
   });
 
+  it('example: a refused leaf is given up alone, one at a time, and a change made since it was sent stays', () => {
+    const intent = createReportedIntent();
+    intent.rebase({ mode: 'eco', lights: { front: true } });
+    intent.change({ mode: 'boost', blob: 'big', lights: { front: false } });
+    const one = intent.pending(1);
+    expect(one?.sent).toHaveLength(1);
+    expect(intent.pending()?.sent).toHaveLength(3);
+    const refused = intent.pending(3)?.sent ?? [];
+    intent.change({ mode: 'turbo' }); // changed after the refused update was sent
+    intent.discardLeaves(refused, { mode: 'eco', lights: { front: true } });
+    expect(intent.wanted).toEqual({ mode: 'turbo', lights: { front: true } });
+    expect(intent.pending()?.patch).toEqual({ mode: 'turbo' });
+  });
+
   it('example: a read that overtook an update does not lose the update', () => {
     const intent = createReportedIntent();
     intent.rebase({ power: 'off' });
