@@ -89,10 +89,13 @@ export interface SplitPolicy {
   split(values: JsonObject, state: SplitState): SplitResult;
   /**
    * Expected shadow versions per hour for the given report rates. Worst case, and exact for that case: every
-   * report of a field carries a change beyond its deadband, reports of a field are evenly spaced, and each field
-   * is reported on its own. Reports that bundle several shadow fields cost one version per bundle, so a real
-   * device usually costs less. A gated field reported every `p` ms with minimum interval `m` reaches the shadow
-   * every `p · max(1, ⌈m / p⌉)` ms.
+   * report of a field carries a change beyond its deadband, reports of a field are evenly spaced, each field
+   * is reported on its own, and held-back values are split again at {@link SplitResult.nextCheckAt} (the device
+   * agent does). Reports that bundle several shadow fields cost one version per bundle, so a real device usually
+   * costs less. A gated field reported `r` times an hour with minimum interval `m` ms costs
+   * `min(r, 3_600_000 / m)` versions an hour: a change held back inside the interval is written when the
+   * interval ends, not at the next report, so the shadow sees the field every `max(p, m)` ms for a report period
+   * `p`. A caller that never re-checks writes it only at reports (every `p · ⌈m / p⌉` ms), which this bounds.
    *
    * @param rates - reports per hour per dotted path (a path is routed like a value at that path)
    * @param options - `budgetVersionsPerHour` overrides the policy's budget for this call
@@ -364,12 +367,13 @@ export function splitPolicy(options: SplitPolicyOptions = {}): SplitPolicy {
       const rule = ruleFor(root, path);
       let versions = 0;
       if (rule.route === 'shadow') versions = rate;
-      else if (rule.gate !== undefined && rate > 0) {
-        const periodMs = HOUR_MS / rate;
-        // Reports land on a grid of the period: the first one at least minIntervalMs after the last shadow
-        // report is the ⌈m/p⌉-th. The epsilon keeps ⌈2.0000000001⌉ from counting as 3 after float division.
-        const stride = Math.max(1, Math.ceil(rule.gate.minIntervalMs / periodMs - 1e-9));
-        versions = rate / stride;
+      else if (rule.gate !== undefined) {
+        // A value held back by the interval is written when the interval ends (the re-check at nextCheckAt),
+        // not at the next report: with a change at every report the field reaches the shadow once per interval
+        // when reports come faster, else at every report. Counting only reports (rate / ⌈m/p⌉) would undercount
+        // by up to half: every 10 s with a 25 s interval is 144 versions/h, not 120.
+        const minIntervalMs = rule.gate.minIntervalMs;
+        versions = minIntervalMs > 0 ? Math.min(rate, HOUR_MS / minIntervalMs) : rate;
       }
       perField[path] = versions;
       versionsPerHour += versions;

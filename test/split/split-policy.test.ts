@@ -197,12 +197,13 @@ describe('splitPolicy: estimate', () => {
     expect(estimate.budgetVersionsPerHour).toBeUndefined();
   });
 
-  it('rounds a gated field up to the next report on its period', () => {
+  it('counts a gated field once per interval when reports come faster, the held value written at the re-check', () => {
     const policy = splitPolicy({
       fields: { t: { route: 'telemetry', alsoShadow: { minIntervalMs: 25_000 } } },
     });
-    // Reports every 10 s, interval 25 s: the shadow sees every third report (30 s).
-    expect(policy.estimate({ t: 360 }).versionsPerHour).toBe(120);
+    // Reports every 10 s, interval 25 s: the value held back at 10 s and 20 s is written at the re-check at
+    // 25 s (nextCheckAt), so the shadow sees the field every 25 s, not at every third report (30 s, 120/h).
+    expect(policy.estimate({ t: 360 }).versionsPerHour).toBe(144);
     // Reports slower than the interval: every report.
     expect(policy.estimate({ t: 60 }).versionsPerHour).toBe(60);
   });
