@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import type { DemoOptions, DemoProgress } from '../../examples/demo.js';
 import { isShadowError } from '../errors.js';
+import { parseCommandLine, UsageError } from './command-line.js';
 import type { CliCommand, CliIo } from './run-cli.js';
 
 const HELP = `Usage: shadow-sync demo [options]
@@ -27,8 +28,6 @@ Options:
   --seed N            seed of every random choice (default 1)
   --plain             progress as plain lines even on a terminal
   -h, --help          show this help`;
-
-class UsageError extends Error {}
 
 function parseNumber(value: string | undefined, flag: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
@@ -94,18 +93,9 @@ function parse(args: string[]) {
 }
 
 async function demo(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof optionsFrom>;
-  try {
-    parsed = optionsFrom(args);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    io.stderr(`shadow-sync demo: ${error.message}\n\n${HELP}`);
-    return 2;
-  }
-  if (parsed === 'help') {
-    io.stdout(HELP);
-    return 0;
-  }
+  const commandLine = parseCommandLine('demo', HELP, () => optionsFrom(args), io);
+  if ('exitCode' in commandLine) return commandLine.exitCode;
+  const parsed = commandLine.options;
   // The AWS SDK warns once per process that its 2027 releases need Node 22; the demo's output is a table.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   // Loaded on use: the reference system (Lambdas, their AWS SDK clients) is not needed by other commands.

@@ -17,6 +17,7 @@ import {
   startShadowService,
 } from '../emulator/start-shadow-service.js';
 import { isShadowError } from '../errors.js';
+import { parseCommandLine, UsageError } from './command-line.js';
 import type { CliCommand, CliIo } from './run-cli.js';
 
 const HELP = `Usage: shadow-sync serve [options]
@@ -55,9 +56,6 @@ MQTT over TLS (embedded broker):
   --require-client-cert     require a client certificate signed by --tls-ca; its CN is the thing name
 
   -h, --help                show this help`;
-
-/** A bad command line: reported with the usage text and exit code 2. */
-class UsageError extends Error {}
 
 function parsePort(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -257,18 +255,9 @@ function parse(args: string[]) {
 }
 
 async function serve(args: string[], io: CliIo): Promise<number> {
-  let options: ShadowServiceOptions | 'help';
-  try {
-    options = optionsFrom(args);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    io.stderr(`shadow-sync serve: ${error.message}\n\n${HELP}`);
-    return 2;
-  }
-  if (options === 'help') {
-    io.stdout(HELP);
-    return 0;
-  }
+  const commandLine = parseCommandLine('serve', HELP, () => optionsFrom(args), io);
+  if ('exitCode' in commandLine) return commandLine.exitCode;
+  const options = commandLine.options;
   let service: Awaited<ReturnType<typeof startShadowService>>;
   try {
     service = await startShadowService(options);
