@@ -28,6 +28,11 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { checkThingName } from '../core/limits.js';
 import { ShadowOptionsError } from '../errors.js';
+import {
+  encodeMqtt5ConnackRefusal,
+  MQTT5_REFUSAL_REASON,
+  UNSUPPORTED_PROTOCOL_VERSION,
+} from './mqtt5-refusal.js';
 import { filterWithin, topicFilterProblem } from './topic-filter.js';
 
 /** Where the broker and the MQTT front report what they refused or could not do; silent by default. */
@@ -376,6 +381,15 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
   const aedes = await Aedes.createBroker({
     concurrency: resolved.concurrency,
     drainTimeout: resolved.drainTimeoutMs,
+    preConnect(client, packet, done) {
+      // aedes answers MQTT 5 in MQTT 3.1.1's format, which MQTT 5 clients cannot decode: refuse it in theirs.
+      if (packet.protocolVersion !== 5) return done(null, true);
+      logger.warn(`mqtt connection refused: MQTT 5 is not supported by the embedded broker`, {
+        clientId: packet.clientId,
+      });
+      const refusal = encodeMqtt5ConnackRefusal(UNSUPPORTED_PROTOCOL_VERSION, MQTT5_REFUSAL_REASON);
+      (client.conn as Socket).write(refusal, () => done(new Error('MQTT 5 refused (CONNACK 0x84)'), false));
+    },
     authenticate(client, username, password, done) {
       const identity = identify(client, username, password);
       if (identity instanceof Error) {

@@ -4,12 +4,22 @@
  * order, and publishes every message the engine emits (`accepted`, `rejected`, `delta`, `documents`), through the
  * fault injector.
  *
- * Two modes:
- * - `broker: 'embedded'` starts an aedes broker ({@link startBroker}) and intercepts requests inside it, before they
- *   are routed, so the engine sees them in the exact order the broker read them;
+ * Modes:
+ * - `broker: 'embedded'` (the default) starts an aedes broker ({@link startBroker}) and intercepts requests inside
+ *   it, before they are routed, so the engine sees them in the exact order the broker read them. aedes speaks
+ *   MQTT 3.1.1 and 3.1 only: an MQTT 5 client gets CONNACK reason code 0x84 (Unsupported Protocol Version);
+ * - `broker: 'mosquitto'` starts and configures a mosquitto ({@link startManagedMosquitto}: MQTT 5, 3.1.1 and
+ *   3.1, the device policy as ACL patterns, TLS with client certificates) and joins it like an external broker
+ *   through its privileged service listener; `'auto'` picks mosquitto when it is installed, aedes otherwise;
  * - `broker: 'mqtt://host:port'` joins an external broker (mosquitto, ...) as an mqtt.js client with the service
  *   credentials and subscribes to the request topics of every thing and shadow at QoS 1. An external broker does
  *   not tell subscribers who published, so `clientId` is then unknown.
+ *
+ * Joining a broker as a client, the service keeps a persistent session by default (a stable client id and
+ * `clean: false`; with MQTT 5 a session expiry interval): requests that the broker acknowledged to devices while
+ * the service was reconnecting are queued by the broker and applied, in order, once the service is back. A QoS 1
+ * request the broker resends because the service's PUBACK was lost is recognised and not applied twice
+ * ({@link createRedeliveryFilter}).
  *
  * Response QoS: AWS does not document the QoS of its own shadow publishes; a QoS 1 subscription in the 2019
  * walk-through displayed `"qos": 0` (spec section 7), so responses go out at QoS 0 by default. Choose 1 with
@@ -39,28 +49,39 @@ import {
   type FaultStats,
   resolveFaultOptions,
 } from './fault-injector.js';
+import {
+  findMosquitto,
+  type ManagedMosquitto,
+  type ManagedMosquittoOptions,
+  resolveManagedMosquittoOptions,
+  startManagedMosquitto,
+} from './managed-mosquitto.js';
+import { createRedeliveryFilter } from './redelivery-filter.js';
 
 /** Options of {@link startMqttFront}. */
 export interface MqttFrontOptions {
   /**
-   * `'embedded'` to run the aedes broker in this process, or the `mqtt://` / `mqtts://` URL of an external broker
-   * the service joins as a client.
+   * `'embedded'` to run the aedes broker in this process (MQTT 3.1.1), `'mosquitto'` to start and manage a
+   * mosquitto (MQTT 5 and 3.1.1; must be installed), `'auto'` for mosquitto when installed and aedes otherwise,
+   * or the `mqtt://` / `mqtts://` URL of an external broker the service joins as a client.
    * @defaultValue 'embedded'
    */
-  broker?: 'embedded' | string;
+  broker?: 'embedded' | 'mosquitto' | 'auto' | string;
+  /** Managed mosquitto: settings besides host, port, TLS and policy (persistence, binary, limits). */
+  mosquitto?: Omit<ManagedMosquittoOptions, 'host' | 'port' | 'tls' | 'auth' | 'logger'>;
   /**
-   * Embedded broker: interface to bind (ignored with an external broker).
+   * Embedded broker or managed mosquitto: interface to bind (ignored with an external broker).
    * @defaultValue '127.0.0.1'
    */
   host?: string;
   /**
-   * Embedded broker: port, 0 = any free port (ignored with an external broker).
+   * Embedded broker or managed mosquitto: port, 0 = any free port (ignored with an external broker).
    * @defaultValue 0
    */
   port?: number;
-  /** Embedded broker: TLS with optional client certificates (CN = thing name). */
+  /** Embedded broker or managed mosquitto: TLS with optional client certificates (CN = thing name). */
   tls?: BrokerTlsOptions;
-  /** Embedded broker: AWS IoT-like policy; without it the embedded broker is open. */
+  /** Embedded broker or managed mosquitto: AWS IoT-like policy; without it the broker is open. */
   auth?: BrokerAuthOptions;
   /**
    * Embedded broker: aedes `concurrency` (see {@link BrokerOptions}).
@@ -73,10 +94,31 @@ export interface MqttFrontOptions {
    */
   drainTimeoutMs?: number;
   /**
-   * External broker: how the service logs in (`username`/`password` are the service credentials there).
-   * @defaultValue a random client id `shadow-sync-service-<hex>`, no credentials
+   * External broker: how the service logs in (`username`/`password` are the service credentials there;
+   * `protocolVersion` 4 is MQTT 3.1.1, 5 is MQTT 5). A managed mosquitto sets the login itself.
+   * @defaultValue client id `shadow-sync-service` (a random `shadow-sync-service-<hex>` without a persistent
+   *   session), no credentials, protocolVersion 4 (5 with a managed mosquitto)
    */
-  serviceClient?: { clientId?: string; username?: string; password?: string; ca?: string | Buffer };
+  serviceClient?: {
+    clientId?: string;
+    username?: string;
+    password?: string;
+    ca?: string | Buffer;
+    protocolVersion?: 4 | 5;
+  };
+  /**
+   * Joining a broker as a client: keep a persistent session (`clean: false`; MQTT 5: session expiry) so that
+   * requests acknowledged while the service reconnects are delivered afterwards. Two services joining one broker
+   * need different `serviceClient.clientId`s (the broker disconnects the older of two equal ids).
+   * @defaultValue true
+   */
+  persistentSession?: boolean;
+  /**
+   * MQTT 5 session expiry interval of the persistent session, in seconds (AWS IoT's default persistent session
+   * expiry is one hour).
+   * @defaultValue 3600
+   */
+  sessionExpirySeconds?: number;
   /**
    * External broker: how long to wait for the CONNACK and the SUBACK, in ms.
    * @defaultValue 10000
@@ -107,11 +149,26 @@ export interface MqttFrontStats {
   ignoredQos2: number;
   /** Counters of the embedded broker; undefined with an external broker. */
   broker: BrokerStats | undefined;
+  /** QoS 1 requests a broker resent after a lost PUBACK and that were not applied again. */
+  redeliveriesSkipped: number;
   faults: FaultStats;
+}
+
+/** Which broker serves the devices, and which MQTT versions it speaks. */
+export interface MqttBrokerInfo {
+  kind: 'aedes' | 'mosquitto' | 'external';
+  /** MQTT versions devices can use: `['3.1.1', '3.1']` for aedes, `['5', '3.1.1', '3.1']` for mosquitto. */
+  protocols: readonly string[];
+  /** One line for people, for example `embedded aedes broker: MQTT 3.1.1 and 3.1 (MQTT 5 clients refused)`. */
+  description: string;
 }
 
 /** The running MQTT front. */
 export interface MqttFront {
+  /** Which broker serves the devices and its MQTT versions. */
+  readonly brokerInfo: MqttBrokerInfo;
+  /** The managed mosquitto (health, restart, log) when `broker` is `'mosquitto'` (or `'auto'` chose it). */
+  readonly mosquitto: ManagedMosquitto | undefined;
   /** URL devices connect to: the embedded broker's, or the external broker's as given. */
   readonly mqttUrl: string;
   /** Publishes any message as the service (the data-plane Publish API uses it for non-shadow topics). */
@@ -143,14 +200,23 @@ export interface MqttFront {
 
 /** Resolved {@link MqttFrontOptions}. */
 export interface ResolvedMqttFrontOptions {
-  broker: 'embedded' | URL;
+  broker: 'embedded' | 'mosquitto' | 'auto' | URL;
+  mosquitto: MqttFrontOptions['mosquitto'];
   host: string | undefined;
   port: number | undefined;
   tls: BrokerTlsOptions | undefined;
   auth: BrokerAuthOptions | undefined;
   concurrency: number | undefined;
   drainTimeoutMs: number | undefined;
-  serviceClient: { clientId: string; username?: string; password?: string; ca?: string | Buffer };
+  serviceClient: {
+    clientId: string;
+    username?: string;
+    password?: string;
+    ca?: string | Buffer;
+    protocolVersion?: 4 | 5;
+  };
+  persistentSession: boolean;
+  sessionExpirySeconds: number;
   connectTimeoutMs: number;
   responseQos: 0 | 1;
   faults: FaultOptions | undefined;
@@ -162,10 +228,14 @@ export const DEFAULT_MQTT_FRONT_OPTIONS = Object.freeze({
   broker: 'embedded' as const,
   responseQos: 0 as const,
   connectTimeoutMs: 10_000,
+  persistentSession: true,
+  sessionExpirySeconds: 3600,
+  serviceClientId: 'shadow-sync-service',
 });
 
 const FRONT_KEYS = new Set([
   'broker',
+  'mosquitto',
   'host',
   'port',
   'tls',
@@ -173,12 +243,14 @@ const FRONT_KEYS = new Set([
   'concurrency',
   'drainTimeoutMs',
   'serviceClient',
+  'persistentSession',
+  'sessionExpirySeconds',
   'connectTimeoutMs',
   'responseQos',
   'faults',
   'logger',
 ]);
-const SERVICE_CLIENT_KEYS = new Set(['clientId', 'username', 'password', 'ca']);
+const SERVICE_CLIENT_KEYS = new Set(['clientId', 'username', 'password', 'ca', 'protocolVersion']);
 
 /**
  * Validates the MQTT front's options and applies the defaults (broker-specific values are validated by
@@ -195,8 +267,20 @@ export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): Resolve
       );
   }
   const brokerOption = options.broker ?? DEFAULT_MQTT_FRONT_OPTIONS.broker;
-  let broker: 'embedded' | URL = 'embedded';
-  if (brokerOption !== 'embedded') {
+  let broker: ResolvedMqttFrontOptions['broker'] = 'embedded';
+  if (brokerOption === 'mosquitto' || brokerOption === 'auto') {
+    broker = brokerOption;
+    // Checked now, before any port is bound; the binary is looked for when the front starts.
+    resolveManagedMosquittoOptions({
+      ...(options.mosquitto ?? {}),
+      ...(options.host === undefined ? {} : { host: options.host }),
+      ...(options.port === undefined ? {} : { port: options.port }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.auth === undefined ? {} : { auth: options.auth }),
+    });
+  } else if (options.mosquitto !== undefined)
+    throw new ShadowOptionsError("MQTT option mosquitto needs broker 'mosquitto' or 'auto'");
+  if (brokerOption !== 'embedded' && brokerOption !== 'mosquitto' && brokerOption !== 'auto') {
     let url: URL | undefined;
     try {
       url = new URL(String(brokerOption));
@@ -205,7 +289,7 @@ export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): Resolve
     }
     if (url === undefined || (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') || url.port === '')
       throw new ShadowOptionsError(
-        `MQTT broker must be 'embedded' or a URL like mqtt://127.0.0.1:1883 with a port, got ${JSON.stringify(brokerOption)}`,
+        `MQTT broker must be 'embedded' or a URL like mqtt://127.0.0.1:1883 with a port (or 'mosquitto' / 'auto' for a managed mosquitto), got ${JSON.stringify(brokerOption)}`,
       );
     broker = url;
     if (options.auth !== undefined || options.tls !== undefined)
@@ -231,10 +315,32 @@ export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): Resolve
         `unknown MQTT serviceClient option '${key}' (known: ${[...SERVICE_CLIENT_KEYS].join(', ')})`,
       );
   }
+  const protocolVersion = serviceClient.protocolVersion;
+  if (protocolVersion !== undefined && protocolVersion !== 4 && protocolVersion !== 5)
+    throw new ShadowOptionsError(
+      `MQTT serviceClient protocolVersion must be 4 (MQTT 3.1.1) or 5, got ${String(protocolVersion)}`,
+    );
+  const persistentSession = options.persistentSession ?? DEFAULT_MQTT_FRONT_OPTIONS.persistentSession;
+  if (typeof persistentSession !== 'boolean')
+    throw new ShadowOptionsError(
+      `MQTT persistentSession must be a boolean, got ${String(persistentSession)}`,
+    );
+  const sessionExpirySeconds =
+    options.sessionExpirySeconds ?? DEFAULT_MQTT_FRONT_OPTIONS.sessionExpirySeconds;
+  // MQTT 5 encodes the interval as a four-byte integer.
+  if (
+    !Number.isInteger(sessionExpirySeconds) ||
+    sessionExpirySeconds < 1 ||
+    sessionExpirySeconds > 0xffffffff
+  )
+    throw new ShadowOptionsError(
+      `MQTT sessionExpirySeconds must be an integer in [1, 4294967295], got ${String(sessionExpirySeconds)}`,
+    );
   // Validate the faults now, before any port is bound.
   if (options.faults !== undefined) resolveFaultOptions(options.faults);
   return {
     broker,
+    mosquitto: options.mosquitto,
     host: options.host,
     port: options.port,
     tls: options.tls,
@@ -243,8 +349,16 @@ export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): Resolve
     drainTimeoutMs: options.drainTimeoutMs,
     serviceClient: {
       ...serviceClient,
-      clientId: serviceClient.clientId ?? `shadow-sync-service-${randomBytes(6).toString('hex')}`,
+      // A persistent session is found again by its client id: a stable default. A clean session gets a random one
+      // so that two such services on one broker do not disconnect each other.
+      clientId:
+        serviceClient.clientId ??
+        (persistentSession
+          ? DEFAULT_MQTT_FRONT_OPTIONS.serviceClientId
+          : `shadow-sync-service-${randomBytes(6).toString('hex')}`),
     },
+    persistentSession,
+    sessionExpirySeconds,
     connectTimeoutMs,
     responseQos,
     faults: options.faults,
@@ -338,10 +452,7 @@ export async function startMqttFront(
     notify(publish);
   }
 
-  const transport =
-    resolved.broker === 'embedded'
-      ? await embeddedTransport(resolved, logger, received)
-      : await externalTransport(resolved.broker, resolved, logger, received);
+  const transport = await openTransport(resolved, logger, received);
 
   const responseQos = resolved.responseQos;
   const faults = createFaultInjector<OutgoingMessage>((message) => {
@@ -354,6 +465,8 @@ export async function startMqttFront(
 
   return {
     mqttUrl: transport.url,
+    brokerInfo: transport.info,
+    mosquitto: transport.mosquitto,
     publish(topic, payload, publishOptions = {}) {
       // With an external broker the message comes back through the `#` subscription when anyone listens.
       if (transport.embedded && listeners.size > 0) {
@@ -377,7 +490,12 @@ export async function startMqttFront(
     },
     clientPublishesObserved: () => observed ?? Promise.resolve(),
     faults,
-    stats: () => ({ ...counts, broker: transport.brokerStats(), faults: faults.stats() }),
+    stats: () => ({
+      ...counts,
+      broker: transport.brokerStats(),
+      redeliveriesSkipped: transport.redeliveriesSkipped(),
+      faults: faults.stats(),
+    }),
     unref: () => transport.unref(),
     close() {
       closing ??= (async () => {
@@ -394,6 +512,9 @@ export async function startMqttFront(
 interface Transport {
   url: string;
   embedded: boolean;
+  info: MqttBrokerInfo;
+  mosquitto: ManagedMosquitto | undefined;
+  redeliveriesSkipped(): number;
   publish(
     topic: string,
     payload: Uint8Array | string,
@@ -405,6 +526,72 @@ interface Transport {
   brokerStats(): BrokerStats | undefined;
   unref(): void;
   close(): Promise<void>;
+}
+
+/** The embedded aedes broker's protocols (aedes 1.2 refuses protocol level 5 in its CONNECT handler). */
+const AEDES_INFO: MqttBrokerInfo = Object.freeze({
+  kind: 'aedes' as const,
+  protocols: Object.freeze(['3.1.1', '3.1']),
+  description:
+    "embedded aedes broker: MQTT 3.1.1 and 3.1 (MQTT 5 clients get CONNACK 0x84 Unsupported Protocol Version; use broker 'mosquitto' for MQTT 5)",
+});
+
+async function openTransport(
+  resolved: ResolvedMqttFrontOptions,
+  logger: MqttLogger,
+  received: (publish: ClientPublish) => void,
+): Promise<Transport> {
+  const choice =
+    resolved.broker === 'auto' ? (findMosquitto() === undefined ? 'embedded' : 'mosquitto') : resolved.broker;
+  if (choice === 'embedded') return embeddedTransport(resolved, logger, received);
+  if (choice !== 'mosquitto')
+    return externalTransport(choice, resolved, logger, received, {
+      kind: 'external',
+      protocols: [],
+      description: `external broker ${choice.href.replace(/\/$/, '')} (its own MQTT versions and policy)`,
+    });
+  const mosquitto = await startManagedMosquitto({
+    ...(resolved.mosquitto ?? {}),
+    ...(resolved.host === undefined ? {} : { host: resolved.host }),
+    ...(resolved.port === undefined ? {} : { port: resolved.port }),
+    ...(resolved.tls === undefined ? {} : { tls: resolved.tls }),
+    ...(resolved.auth === undefined ? {} : { auth: resolved.auth }),
+    logger,
+  });
+  try {
+    const credentials = mosquitto.serviceCredentials;
+    const joined = await externalTransport(
+      new URL(mosquitto.serviceUrl),
+      {
+        ...resolved,
+        serviceClient: {
+          clientId: resolved.serviceClient.clientId,
+          username: credentials.username,
+          password: credentials.password,
+          protocolVersion: resolved.serviceClient.protocolVersion ?? 5,
+        },
+      },
+      logger,
+      received,
+      {
+        kind: 'mosquitto',
+        protocols: ['5', '3.1.1', '3.1'],
+        description: `managed ${mosquitto.version}: MQTT 5, 3.1.1 and 3.1 on ${mosquitto.url}`,
+      },
+    );
+    return {
+      ...joined,
+      url: mosquitto.url,
+      mosquitto,
+      async close() {
+        await joined.close();
+        await mosquitto.close();
+      },
+    };
+  } catch (error) {
+    await mosquitto.close();
+    throw error;
+  }
 }
 
 async function embeddedTransport(
@@ -425,6 +612,9 @@ async function embeddedTransport(
   return {
     url: broker.url,
     embedded: true,
+    info: AEDES_INFO,
+    mosquitto: undefined,
+    redeliveriesSkipped: () => 0,
     publish: (topic, payload, options) => broker.publish(topic, payload, options),
     publishNow: (topic, payload, qos) => broker.publishNow(topic, payload, qos),
     observeAll: async () => {},
@@ -439,8 +629,11 @@ async function externalTransport(
   resolved: ResolvedMqttFrontOptions,
   logger: MqttLogger,
   received: (publish: ClientPublish) => void,
+  info: MqttBrokerInfo,
 ): Promise<Transport> {
   const { serviceClient } = resolved;
+  const protocolVersion = serviceClient.protocolVersion ?? 4;
+  const redeliveries = createRedeliveryFilter();
   const secure = url.protocol === 'mqtts:';
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(url.port);
@@ -457,8 +650,11 @@ async function externalTransport(
     },
     {
       clientId: serviceClient.clientId,
-      clean: true,
-      protocolVersion: 4,
+      clean: !resolved.persistentSession,
+      protocolVersion,
+      ...(protocolVersion === 5 && resolved.persistentSession
+        ? { properties: { sessionExpiryInterval: resolved.sessionExpirySeconds } }
+        : {}),
       reconnectPeriod: 1000,
       connectTimeout: resolved.connectTimeoutMs,
       ...(serviceClient.username === undefined ? {} : { username: serviceClient.username }),
@@ -471,6 +667,16 @@ async function externalTransport(
     // client publish: applying a retained request again each time the service (re)subscribes would roll the
     // shadow back to that old request.
     if (packet.retain) return;
+    if (
+      packet.qos === 1 &&
+      redeliveries.isRedelivery({ messageId: packet.messageId, dup: packet.dup, topic, payload })
+    ) {
+      logger.warn('QoS 1 message resent by the broker after a lost PUBACK: already applied, skipped', {
+        topic,
+        messageId: packet.messageId,
+      });
+      return;
+    }
     received({
       topic,
       payload,
@@ -481,6 +687,11 @@ async function externalTransport(
     });
   });
   client.on('error', (error) => logger.warn(`external MQTT broker error: ${error.message}`));
+  // Without a session on the broker's side nothing old can be resent: forget the packet identifiers seen.
+  client.on('connect', (connack) => {
+    if (!connack.sessionPresent) redeliveries.reset();
+  });
+  client.on('offline', () => logger.warn(`lost the MQTT broker ${url.href}; reconnecting`));
 
   try {
     await withTimeout(
@@ -504,7 +715,7 @@ async function externalTransport(
       resolved.connectTimeoutMs,
       `subscribing to the shadow request topics on ${url.href}`,
     );
-    const refused = granted.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
+    const refused = granted.filter((grant) => grant.qos >= 128).map((grant) => grant.topic);
     if (refused.length > 0)
       throw new Error(
         `the MQTT broker ${url.href} refused the service's subscriptions: ${refused.join(', ')}`,
@@ -517,6 +728,9 @@ async function externalTransport(
   return {
     url: url.href.replace(/\/$/, ''),
     embedded: false,
+    info,
+    mosquitto: undefined,
+    redeliveriesSkipped: () => redeliveries.skipped,
     async publish(topic, payload, options) {
       await client.publishAsync(topic, typeof payload === 'string' ? payload : Buffer.from(payload), {
         qos: options.qos ?? 0,

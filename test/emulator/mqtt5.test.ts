@@ -1,0 +1,222 @@
+/**
+ * MQTT 5 devices against the local service: with `broker: 'mosquitto'` the service starts and configures its own
+ * mosquitto (needs the mosquitto binary: `scripts/ensure-mosquitto.mjs`, run by `npm test`, installs it), and
+ * MQTT 5 and MQTT 3.1.1 devices get the same shadow behaviour side by side; the embedded aedes broker refuses
+ * MQTT 5 in a CONNACK an MQTT 5 client can read.
+ */
+import { ErrorWithReasonCode } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { MqttLogger } from '../../src/emulator/broker.js';
+import { type MqttFront, startMqttFront } from '../../src/emulator/mqtt-front.js';
+import { MQTT5_REFUSAL_REASON } from '../../src/emulator/mqtt5-refusal.js';
+import { createShadowEngine, type ShadowEngine } from '../../src/emulator/shadow-engine.js';
+import { startShadowService } from '../../src/emulator/start-shadow-service.js';
+import { buildMqttClient, connectTestClient, type TestClient } from './mqtt-test-client.js';
+
+const SERVICE = { username: 'shadow-app', password: 'app-secret' };
+const HIGH_QUOTA = { requestsPerSecondPerThing: 100_000, maxInFlightPerThing: 100_000 };
+const V5 = { protocolVersion: 5 as const };
+
+describe('MQTT 5 devices on a managed mosquitto', () => {
+  let engine: ShadowEngine;
+  let front: MqttFront;
+  const warnings: string[] = [];
+  const logger: MqttLogger = { warn: (message) => warnings.push(message) };
+  const clients: TestClient[] = [];
+
+  beforeAll(async () => {
+    engine = createShadowEngine({ limits: HIGH_QUOTA });
+    front = await startMqttFront(engine, {
+      broker: 'mosquitto',
+      auth: { serviceCredentials: SERVICE, telemetryTopics: ['my/things/{thingName}/#'] },
+      logger,
+    });
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    await front?.close();
+    await engine?.close();
+  });
+
+  async function device(clientId: string, protocolVersion: 4 | 5 = 5): Promise<TestClient> {
+    const client = await connectTestClient(front.mqttUrl, { clientId, extra: { protocolVersion } });
+    clients.push(client);
+    return client;
+  }
+
+  it('says which broker serves the devices and which MQTT versions it speaks', () => {
+    expect(front.brokerInfo.kind).toBe('mosquitto');
+    expect(front.brokerInfo.protocols).toEqual(['5', '3.1.1', '3.1']);
+    expect(front.brokerInfo.description).toMatch(/^managed mosquitto version \d+\.\d+\.\d+: MQTT 5, 3\.1\.1/);
+    expect(front.mqttUrl).toBe(front.mosquitto?.url);
+    expect(front.mosquitto?.health()).toMatchObject({ running: true, restarts: 0 });
+  });
+
+  it('classic shadow: update, delta, documents, get and delete over MQTT 5', async () => {
+    const lamp = await device('lamp5');
+    const base = '$aws/things/lamp5/shadow';
+    await lamp.subscribe(`${base}/#`);
+    await lamp.publish(`${base}/update`, { state: { desired: { on: true } }, clientToken: 'c1' });
+    expect((await lamp.take(`${base}/update/accepted`)).json).toMatchObject({
+      state: { desired: { on: true } },
+      version: 1,
+      clientToken: 'c1',
+    });
+    expect((await lamp.take(`${base}/update/delta`)).json).toMatchObject({ state: { on: true }, version: 1 });
+    expect((await lamp.take(`${base}/update/documents`)).json).toMatchObject({
+      previous: null,
+      current: { version: 1 },
+    });
+    await lamp.publish(`${base}/update`, { state: { reported: { on: true } }, version: 1 });
+    expect((await lamp.take(`${base}/update/accepted`)).json).toMatchObject({ version: 2 });
+    await lamp.publish(`${base}/update`, { state: { reported: { on: false } }, version: 1 });
+    expect((await lamp.take(`${base}/update/rejected`)).json).toMatchObject({
+      code: 409,
+      message: 'Version conflict',
+    });
+    await lamp.publish(`${base}/get`, { clientToken: 'g' });
+    expect((await lamp.take(`${base}/get/accepted`)).json).toMatchObject({
+      state: { desired: { on: true }, reported: { on: true } },
+      version: 2,
+      clientToken: 'g',
+    });
+    await lamp.publish(`${base}/delete`, '');
+    expect((await lamp.take(`${base}/delete/accepted`)).json).toMatchObject({ version: 2 });
+    await lamp.publish(`${base}/get`, '');
+    expect((await lamp.take(`${base}/get/rejected`)).json).toMatchObject({ code: 404 });
+  });
+
+  it('named shadow: update, delta, get and delete over MQTT 5', async () => {
+    const lamp = await device('lamp5n');
+    const base = '$aws/things/lamp5n/shadow/name/cfg';
+    await lamp.subscribe(`${base}/#`);
+    await lamp.publish(`${base}/update`, { state: { desired: { mode: 'eco' }, reported: { mode: 'on' } } });
+    expect((await lamp.take(`${base}/update/accepted`)).json).toMatchObject({ version: 1 });
+    expect((await lamp.take(`${base}/update/delta`)).json).toMatchObject({ state: { mode: 'eco' } });
+    await lamp.publish(`${base}/get`, '');
+    expect((await lamp.take(`${base}/get/accepted`)).json).toMatchObject({
+      state: { delta: { mode: 'eco' } },
+    });
+    await lamp.publish(`${base}/delete`, { clientToken: 'd' });
+    expect((await lamp.take(`${base}/delete/accepted`)).json).toMatchObject({ version: 1, clientToken: 'd' });
+    await lamp.publish(`${base}/get`, '');
+    expect((await lamp.take(`${base}/get/rejected`)).json).toMatchObject({
+      code: 404,
+      message: "No shadow exists with name: 'cfg'",
+    });
+  });
+
+  it('MQTT 5 and MQTT 3.1.1 devices side by side see each other through one shadow', async () => {
+    const app = await device('pair-app', 5);
+    const unit = await device('pair', 4);
+    const base = '$aws/things/pair/shadow';
+    await unit.subscribe([`${base}/update/delta`, `${base}/update/accepted`]);
+    const appClient = await connectTestClient(front.mqttUrl, {
+      clientId: 'pair-console',
+      ...SERVICE,
+      extra: V5,
+    });
+    clients.push(appClient);
+    await appClient.subscribe(`${base}/update/documents`);
+    await appClient.publish(`${base}/update`, { state: { desired: { speed: 3 } } });
+    expect((await unit.take(`${base}/update/delta`)).json).toMatchObject({ state: { speed: 3 }, version: 1 });
+    await unit.publish(`${base}/update`, { state: { reported: { speed: 3 }, desired: null } });
+    await unit.take(`${base}/update/accepted`);
+    await unit.take(`${base}/update/accepted`);
+    const documents = await appClient.takeMany(`${base}/update/documents`, 2);
+    expect(documents.map((d) => (d.json as { current: { version: number } }).current.version)).toEqual([
+      1, 2,
+    ]);
+    expect(documents[1]?.json).toMatchObject({ current: { state: { reported: { speed: 3 } } } });
+    expect(app.client.options.protocolVersion).toBe(5);
+    expect(unit.client.options.protocolVersion).toBe(4);
+  });
+
+  it("refuses an MQTT 5 publish to another thing's shadow with PUBACK reason code 0x87 (Not authorized)", async () => {
+    const intruder = await device('intruder');
+    const error = await intruder.client
+      .publishAsync('$aws/things/victim/shadow/update', '{"state":{"desired":{"open":true}}}', { qos: 1 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(error).toBeInstanceOf(ErrorWithReasonCode);
+    expect((error as ErrorWithReasonCode).code).toBe(0x87);
+    // Its own shadow and its telemetry topic are allowed.
+    await intruder.publish('$aws/things/intruder/shadow/update', { state: { reported: { ok: 1 } } });
+    await intruder.publish('my/things/intruder/temperature', { t: 20 });
+    expect(engine.read({ thingName: 'victim' })).toBeUndefined();
+    await expect.poll(() => engine.read({ thingName: 'intruder' })?.version).toBe(1);
+  });
+
+  it("a device subscribed to another thing's shadow receives nothing from it (mosquitto grants, then filters)", async () => {
+    const snoop = await device('snoop');
+    const victim = await device('target');
+    // mosquitto's ACL file is checked on delivery, not on SUBSCRIBE: the SUBACK grants (documented difference).
+    expect(await snoop.subscribe('$aws/things/target/shadow/update/accepted')).toEqual([1]);
+    await victim.subscribe('$aws/things/target/shadow/update/accepted');
+    await victim.publish('$aws/things/target/shadow/update', { state: { reported: { x: 1 } } });
+    await victim.take('$aws/things/target/shadow/update/accepted');
+    expect(await snoop.quiet('$aws/things/target/shadow/update/accepted', 200)).toBe(true);
+  });
+
+  it('a device sending an unknown username on the device listener is refused with 0x87 (mosquitto password file)', async () => {
+    const code = await new Promise<number>((resolve) => {
+      const client = buildMqttClient(front.mqttUrl, {
+        clientId: 'named',
+        username: 'someone',
+        password: 'x',
+        extra: V5,
+      });
+      client.once('connect', () => {
+        client.end(true);
+        resolve(0);
+      });
+      client.once('error', (e: Error & { code?: number }) => {
+        client.end(true);
+        resolve(e.code ?? -1);
+      });
+    });
+    expect(code).toBe(0x87);
+  });
+});
+
+describe('the embedded aedes broker and MQTT 5 clients', () => {
+  it('answers an MQTT 5 CONNECT with CONNACK 0x84 and a reason string the client can read, and logs it', async () => {
+    const warnings: { message: string; details: Record<string, unknown> | undefined }[] = [];
+    const service = await startShadowService({
+      mqtt: { logger: { warn: (message, details) => warnings.push({ message, details }) } },
+    });
+    try {
+      expect(service.mqtt.brokerInfo).toMatchObject({ kind: 'aedes', protocols: ['3.1.1', '3.1'] });
+      const client = buildMqttClient(service.mqttUrl, { clientId: 'new-sdk', extra: V5 });
+      const refusal = await new Promise<ErrorWithReasonCode>((resolve) =>
+        client.once('error', (e) => resolve(e as ErrorWithReasonCode)),
+      );
+      client.end(true);
+      expect(refusal.code).toBe(0x84);
+      expect(refusal.message).toContain('Unsupported Protocol Version');
+      // mqtt.js keeps the CONNACK's reason string on the packet it emits with the error.
+      const reasons: string[] = [];
+      const second = buildMqttClient(service.mqttUrl, { clientId: 'new-sdk-2', extra: V5 });
+      second.on('packetreceive', (packet) => {
+        const reason = (packet as { properties?: { reasonString?: string } }).properties?.reasonString;
+        if (reason !== undefined) reasons.push(reason);
+      });
+      await new Promise((resolve) => second.once('error', resolve));
+      second.end(true);
+      expect(reasons).toEqual([MQTT5_REFUSAL_REASON]);
+      expect(warnings.some((w) => w.message.includes('MQTT 5 is not supported by the embedded broker'))).toBe(
+        true,
+      );
+      expect(warnings.find((w) => w.message.includes('MQTT 5'))?.details).toEqual({ clientId: 'new-sdk' });
+      // MQTT 3.1.1 still connects.
+      const old = await connectTestClient(service.mqttUrl, { clientId: 'old-sdk' });
+      await old.close();
+    } finally {
+      await service.close();
+    }
+  });
+});
