@@ -5,14 +5,14 @@
  * (raw JSON documents for shadow operations; errors as status + `x-amzn-errortype` + `{"__type","message"}`,
  * the wire format the SDK v3 maps to its modelled exceptions, spec 8.3).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Rejection, ShadowErrorType, ShadowTarget } from '../core/document.js';
 import { parseShadowTopic } from '../core/topics.js';
 import { ShadowOptionsError } from '../errors.js';
 import type { ShadowEngineApi } from './engine-api.js';
-import { type SigV4Credentials, verifySigV4 } from './sigv4.js';
+import { checkSigV4Signature, inspectSigV4, type SigV4Credentials } from './sigv4.js';
 
 /** Publishes a message on the broker; provided by the MQTT front. */
 export type BrokerPublish = (
@@ -50,6 +50,12 @@ export interface HttpFrontOptions {
    * @defaultValue undefined (no verification)
    */
   requireSigV4?: SigV4Credentials;
+  /**
+   * The service's clock in epoch milliseconds: SigV4's 15-minute window is measured against it and answers carry
+   * it in their `date` header (from which the AWS SDK corrects its own clock).
+   * @defaultValue Date.now
+   */
+  clock?: () => number;
 }
 
 /** A running HTTP front. */
@@ -74,6 +80,7 @@ export const HTTP_FRONT_DEFAULTS = Object.freeze({
   publish: undefined,
   maxPayloadBytes: 128 * 1024,
   requireSigV4: undefined,
+  clock: Date.now,
 });
 
 interface ResolvedHttpFrontOptions {
@@ -82,6 +89,7 @@ interface ResolvedHttpFrontOptions {
   publish: BrokerPublish | undefined;
   maxPayloadBytes: number;
   requireSigV4: SigV4Credentials | undefined;
+  clock: () => number;
 }
 
 /**
@@ -119,7 +127,9 @@ export function resolveHttpFrontOptions(options: HttpFrontOptions = {}): Resolve
     throw new ShadowOptionsError(
       'HTTP front option requireSigV4 must be { accessKeyId, secretAccessKey } strings',
     );
-  return { host, port, publish: options.publish, maxPayloadBytes, requireSigV4: sig };
+  const clock = options.clock ?? HTTP_FRONT_DEFAULTS.clock;
+  if (typeof clock !== 'function') throw new ShadowOptionsError('HTTP front option clock must be a function');
+  return { host, port, publish: options.publish, maxPayloadBytes, requireSigV4: sig, clock };
 }
 
 const SHADOW_PATH = /^\/things\/([^/]+)\/shadow$/;
@@ -182,26 +192,45 @@ function decodeLabel(raw: string, label: string): string {
   }
 }
 
-/** Reads the body, refusing (413) more than `max` bytes. */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+const tooLarge = (): HttpError =>
+  new HttpError(413, 'RequestEntityTooLargeException', TOO_LARGE, { connection: 'close' });
+
+/** A body as read: the bytes (undefined when more than the limit arrived) and, when asked for, its SHA-256. */
+interface ReadBody {
+  bytes: Buffer | undefined;
+  sha256: string | undefined;
+}
+
+/**
+ * Reads the body, keeping at most `max` bytes. Without `hash` a larger body is refused (413) at once. With
+ * `hash` (SigV4 on) every byte is hashed, the ones past `max` without being kept, so that the signature can be
+ * checked before the size: an unauthenticated client learns nothing about limits, and memory stays bounded.
+ */
+function readBody(req: IncomingMessage, max: number, hash: boolean): Promise<ReadBody> {
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > max)
-    return Promise.reject(
-      new HttpError(413, 'RequestEntityTooLargeException', TOO_LARGE, { connection: 'close' }),
-    );
+  if (declared > max && !hash) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    const digest = hash ? createHash('sha256') : undefined;
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
+      digest?.update(chunk);
       if (size > max) {
-        reject(new HttpError(413, 'RequestEntityTooLargeException', TOO_LARGE, { connection: 'close' }));
+        chunks.length = 0;
+        if (digest !== undefined) return;
+        reject(tooLarge());
         req.pause();
         return;
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
+    req.on('end', () =>
+      resolve({
+        bytes: size > max ? undefined : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
+        sha256: digest?.digest('hex'),
+      }),
+    );
     req.on('error', reject);
   });
 }
@@ -246,15 +275,23 @@ export async function startHttpFront(
     const path = q < 0 ? url : url.slice(0, q);
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
     const method = req.method ?? 'GET';
-    const body = await readBody(req, resolved.maxPayloadBytes);
+    const sigV4 = resolved.requireSigV4;
+    // Authentication before anything else (AWS answers 403 before 413): what needs no body is checked before
+    // the body is read, and then the connection is closed instead of draining a body nobody will look at.
+    const inspection = sigV4 === undefined ? undefined : inspectSigV4(req, sigV4, resolved.clock());
+    if (inspection !== undefined && !inspection.ok)
+      throw new HttpError(403, 'ForbiddenException', inspection.message, { connection: 'close' });
+    const read = await readBody(req, resolved.maxPayloadBytes, inspection !== undefined);
     busy.add(res);
     res.once('close', () => settled(res));
     // While closing, answer and then close the connection instead of keeping it for further requests.
     if (stopping) res.shouldKeepAlive = false;
-    if (resolved.requireSigV4 !== undefined) {
-      const failure = verifySigV4(req, body, resolved.requireSigV4);
+    if (inspection !== undefined) {
+      const failure = checkSigV4Signature(req, inspection, read.sha256 as string);
       if (failure !== undefined) throw new HttpError(403, 'ForbiddenException', failure);
     }
+    if (read.bytes === undefined) throw tooLarge();
+    const body = read.bytes;
 
     let match = SHADOW_PATH.exec(path);
     if (match !== null) {
@@ -338,6 +375,8 @@ export async function startHttpFront(
   }
 
   const server: Server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+    // The service's time, not the host's: the AWS SDK sets its clock offset from it (see sigv4.ts).
+    res.setHeader('date', new Date(resolved.clock()).toUTCString());
     route(req, res).catch((error: unknown) => {
       if (res.headersSent) {
         res.destroy();

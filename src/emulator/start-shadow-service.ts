@@ -289,6 +289,7 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
       port: resolved.httpPort,
       publish: (topic, payload, publishOptions) => front.publish(topic, payload, publishOptions),
       ...(resolved.requireSigV4 === undefined ? {} : { requireSigV4: resolved.requireSigV4 }),
+      ...(resolved.clock === undefined ? {} : { clock: resolved.clock }),
     });
     let closing: Promise<void> | undefined;
     return {
