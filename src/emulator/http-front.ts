@@ -50,6 +50,12 @@ export interface HttpFrontOptions {
    * @defaultValue undefined (no verification)
    */
   requireSigV4?: SigV4Credentials;
+  /**
+   * Serves the web console: called first for every request; returning true means it took the request (no SigV4
+   * check applies: the console decides who it answers, see `createConsoleServer`).
+   * @defaultValue undefined (no console)
+   */
+  console?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 /** A running HTTP front. */
@@ -74,6 +80,7 @@ export const HTTP_FRONT_DEFAULTS = Object.freeze({
   publish: undefined,
   maxPayloadBytes: 128 * 1024,
   requireSigV4: undefined,
+  console: undefined,
 });
 
 interface ResolvedHttpFrontOptions {
@@ -82,6 +89,7 @@ interface ResolvedHttpFrontOptions {
   publish: BrokerPublish | undefined;
   maxPayloadBytes: number;
   requireSigV4: SigV4Credentials | undefined;
+  console: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 }
 
 /**
@@ -119,7 +127,16 @@ export function resolveHttpFrontOptions(options: HttpFrontOptions = {}): Resolve
     throw new ShadowOptionsError(
       'HTTP front option requireSigV4 must be { accessKeyId, secretAccessKey } strings',
     );
-  return { host, port, publish: options.publish, maxPayloadBytes, requireSigV4: sig };
+  if (options.console !== undefined && typeof options.console !== 'function')
+    throw new ShadowOptionsError('HTTP front option console must be a function');
+  return {
+    host,
+    port,
+    publish: options.publish,
+    maxPayloadBytes,
+    requireSigV4: sig,
+    console: options.console,
+  };
 }
 
 const SHADOW_PATH = /^\/things\/([^/]+)\/shadow$/;
@@ -338,6 +355,7 @@ export async function startHttpFront(
   }
 
   const server: Server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+    if (resolved.console?.(req, res) === true) return;
     route(req, res).catch((error: unknown) => {
       if (res.headersSent) {
         res.destroy();
