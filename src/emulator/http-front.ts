@@ -56,6 +56,12 @@ export interface HttpFrontOptions {
    * @defaultValue Date.now
    */
   clock?: () => number;
+  /**
+   * Serves the web console: called first for every request; returning true means it took the request (no SigV4
+   * check applies: the console decides who it answers, see `createConsoleServer`).
+   * @defaultValue undefined (no console)
+   */
+  console?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 /** A running HTTP front. */
@@ -81,6 +87,7 @@ export const HTTP_FRONT_DEFAULTS = Object.freeze({
   maxPayloadBytes: 128 * 1024,
   requireSigV4: undefined,
   clock: Date.now,
+  console: undefined,
 });
 
 interface ResolvedHttpFrontOptions {
@@ -90,6 +97,7 @@ interface ResolvedHttpFrontOptions {
   maxPayloadBytes: number;
   requireSigV4: SigV4Credentials | undefined;
   clock: () => number;
+  console: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 }
 
 /**
@@ -129,7 +137,17 @@ export function resolveHttpFrontOptions(options: HttpFrontOptions = {}): Resolve
     );
   const clock = options.clock ?? HTTP_FRONT_DEFAULTS.clock;
   if (typeof clock !== 'function') throw new ShadowOptionsError('HTTP front option clock must be a function');
-  return { host, port, publish: options.publish, maxPayloadBytes, requireSigV4: sig, clock };
+  if (options.console !== undefined && typeof options.console !== 'function')
+    throw new ShadowOptionsError('HTTP front option console must be a function');
+  return {
+    host,
+    port,
+    publish: options.publish,
+    maxPayloadBytes,
+    requireSigV4: sig,
+    clock,
+    console: options.console,
+  };
 }
 
 const SHADOW_PATH = /^\/things\/([^/]+)\/shadow$/;
@@ -377,6 +395,7 @@ export async function startHttpFront(
   const server: Server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
     // The service's time, not the host's: the AWS SDK sets its clock offset from it (see sigv4.ts).
     res.setHeader('date', new Date(resolved.clock()).toUTCString());
+    if (resolved.console?.(req, res) === true) return;
     route(req, res).catch((error: unknown) => {
       if (res.headersSent) {
         res.destroy();

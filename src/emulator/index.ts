@@ -77,6 +77,7 @@ export {
   type ShadowEngine,
   type ShadowEngineOptions,
   type ShadowEngineStats,
+  type ShadowResultEvent,
   THROTTLED_MESSAGE,
 } from './shadow-engine.js';
 export { createShadowStore, isTombstone, type ShadowStore, type StoredRecord } from './shadow-store.js';

@@ -94,6 +94,18 @@ export interface ShadowEngineStats {
   journal: JournalStats | undefined;
 }
 
+/**
+ * One request the engine answered, as observers see it: what was asked, what was answered and when (on the
+ * engine's clock). Accepted writes are observed after they are durable and in the store, so `read()` inside a
+ * listener already returns the new record.
+ */
+export interface ShadowResultEvent {
+  request: ShadowRequest;
+  result: ShadowResult;
+  /** Engine clock time at which the answer was decided. */
+  at: number;
+}
+
 /** The engine: the front contract plus read access for tests, demos and tools. */
 export interface ShadowEngine extends ShadowEngineApi {
   /** The limits in force. */
@@ -110,6 +122,13 @@ export interface ShadowEngine extends ShadowEngineApi {
   expireTombstones(): number;
   /** What the engine did so far. */
   stats(): ShadowEngineStats;
+  /**
+   * Observes every answered request (accepted and rejected, 409s and 429s included, over HTTP and MQTT), for
+   * tools such as the web console; the reserved-topic messages alone do not show HTTP rejections. A throwing
+   * listener never affects the answer.
+   * @returns the unsubscribe function
+   */
+  onResult(listener: (event: ShadowResultEvent) => void): () => void;
   /** Waits for requests in progress, then closes the journal. Later requests are answered with 503. */
   close(): Promise<void>;
 }
@@ -262,6 +281,7 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
   if (journal !== undefined) for (const { target, record } of journal.recovered) store.set(target, record);
 
   const listeners = new Set<(message: OutgoingMessage) => void>();
+  const resultListeners = new Set<(event: ShadowResultEvent) => void>();
   const quotas = new Map<string, ThingQuota>();
   const queues = new Map<string, ShadowQueue>();
   const counters = { requests: 0, throttled: 0, rejected: 0, messages: 0, expiredTombstones: 0 };
@@ -431,6 +451,19 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
     return reject(request, rejection, now);
   }
 
+  function observe(request: ShadowRequest, result: ShadowResult): ShadowResult {
+    if (resultListeners.size === 0) return result;
+    const event: ShadowResultEvent = { request, result, at: clock() };
+    for (const listener of resultListeners) {
+      try {
+        listener(event);
+      } catch {
+        // An observer must not change what the requester is answered.
+      }
+    }
+    return result;
+  }
+
   function finishOne(): void {
     active--;
     if (active === 0 && idle.length > 0) {
@@ -454,7 +487,8 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
             now,
           ),
         );
-      if (!admit(request.target.thingName, now)) return Promise.resolve(throttled(request, now));
+      if (!admit(request.target.thingName, now))
+        return Promise.resolve(observe(request, throttled(request, now)));
       active++;
       return new Promise<ShadowResult>((resolve) => {
         enqueue(request.target, async () => {
@@ -475,7 +509,7 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
           }
           release(request.target.thingName);
           finishOne();
-          resolve(result);
+          resolve(observe(request, result));
         });
       });
     },
@@ -521,6 +555,12 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
         listeners.delete(listener);
       };
     },
+    onResult(listener) {
+      resultListeners.add(listener);
+      return () => {
+        resultListeners.delete(listener);
+      };
+    },
     read(target) {
       return current(target, clock());
     },
@@ -540,6 +580,7 @@ export function createShadowEngine(options: ShadowEngineOptions = {}): ShadowEng
         if (active > 0) await new Promise<void>((resolve) => idle.push(resolve));
         await journal?.close();
         listeners.clear();
+        resultListeners.clear();
       })();
       return closing;
     },

@@ -6,6 +6,7 @@ import type { ShadowLimits } from '../core/limits.js';
 import { parseShadowTopic, shadowTopic } from '../core/topics.js';
 import { ShadowOptionsError } from '../errors.js';
 import type { BrokerAuthOptions, BrokerTlsOptions } from './broker.js';
+import { type ConsoleServer, createConsoleServer, isLoopbackAddress } from './console/console-server.js';
 import type { ShadowEngineApi } from './engine-api.js';
 import type { FaultOptions } from './fault-injector.js';
 import { startHttpFront } from './http-front.js';
@@ -101,6 +102,14 @@ export interface ShadowServiceOptions {
    * @defaultValue {} (silent logger, maxRepublishDepth 8)
    */
   rulesEngine?: RulesEngineSettings;
+  /**
+   * The web console at `<httpEndpoint>/console`. `'loopback'` serves it only when the service listens on a
+   * loopback address (127.0.0.0/8, ::1, localhost) and does not require SigV4, the default of `shadow-sync serve`
+   * and the demo. `true` serves it wherever the service listens (a deliberate choice); when SigV4 is required it
+   * then answers loopback clients only, since the console itself signs nothing and checks no signature.
+   * @defaultValue false
+   */
+  console?: boolean | 'loopback';
 }
 
 /** The rules of a running service. */
@@ -123,6 +132,8 @@ export interface ShadowService {
   readonly mqtt: MqttFront;
   /** The IoT rules: stats and `idle()`. */
   readonly rules: ShadowServiceRules;
+  /** `<httpEndpoint>/console` when the web console is served, otherwise `undefined`. */
+  readonly consoleUrl: string | undefined;
   /** Stops both servers, waits for requests in progress, closes the journal; releases every port and file. */
   close(): Promise<void>;
 }
@@ -151,6 +162,7 @@ const SERVICE_OPTION_KEYS = [
   'mqtt',
   'rules',
   'rulesEngine',
+  'console',
 ];
 
 /** {@link ShadowServiceOptions} validated, with defaults applied. */
@@ -191,6 +203,10 @@ export function resolveShadowServiceOptions(
     throw new ShadowOptionsError('Shadow service option host must be a non-empty string');
   // Rules are checked (and their SQL parsed) here so that a bad rule fails before any port is bound.
   compileShadowRules(options.rules);
+  if (options.console !== undefined && typeof options.console !== 'boolean' && options.console !== 'loopback')
+    throw new ShadowOptionsError(
+      `Shadow service option console must be true, false or 'loopback', got ${String(options.console)}`,
+    );
   if (options.rulesEngine !== undefined) resolveRulesEngineSettings(options.rulesEngine);
   return {
     ...options,
@@ -228,6 +244,7 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
       : { publishUnchangedDelta: resolved.publishUnchangedDelta }),
   });
   let mqtt: MqttFront | undefined;
+  let webConsole: ConsoleServer | undefined;
   try {
     const mqttOptions: MqttFrontOptions = { ...(resolved.mqtt ?? {}), broker: resolved.broker };
     if (resolved.broker === 'embedded') {
@@ -284,12 +301,25 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
       listNamedShadows: (thingName, page) => engine.listNamedShadows(thingName, page),
       onMessage: (listener) => engine.onMessage(listener),
     };
+    const consoleWanted =
+      resolved.console === true ||
+      (resolved.console === 'loopback' &&
+        resolved.requireSigV4 === undefined &&
+        (resolved.host === 'localhost' || isLoopbackAddress(resolved.host)));
+    webConsole = consoleWanted
+      ? createConsoleServer(engine, {
+          loopbackOnly: resolved.requireSigV4 !== undefined,
+          ...(resolved.clock === undefined ? {} : { clock: resolved.clock }),
+        })
+      : undefined;
+    const served = webConsole;
     const http = await startHttpFront(httpEngine, {
       host: resolved.host,
       port: resolved.httpPort,
       publish: (topic, payload, publishOptions) => front.publish(topic, payload, publishOptions),
       ...(resolved.requireSigV4 === undefined ? {} : { requireSigV4: resolved.requireSigV4 }),
       ...(resolved.clock === undefined ? {} : { clock: resolved.clock }),
+      ...(served === undefined ? {} : { console: (req, res) => served.handle(req, res) }),
     });
     let closing: Promise<void> | undefined;
     return {
@@ -298,8 +328,10 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
       engine,
       mqtt: front,
       rules: { stats: () => rules.stats(), idle: () => rules.idle() },
+      consoleUrl: served === undefined ? undefined : `${http.endpoint}/console`,
       close() {
         closing ??= (async () => {
+          served?.close();
           await http.close();
           stopClientPublishes();
           stopShadowMessages();
@@ -311,6 +343,7 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
       },
     };
   } catch (error) {
+    webConsole?.close();
     await mqtt?.close().catch(() => undefined);
     await engine.close().catch(() => undefined);
     throw error;

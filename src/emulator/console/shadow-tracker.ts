@@ -1,0 +1,283 @@
+/**
+ * What the web console knows about the service, kept up to date from the engine's own events (answered requests
+ * and reserved-topic messages) instead of polling: one summary per shadow, each shadow's recent versions and
+ * reserved-topic messages, and the counters behind the charts.
+ */
+import { computeDelta } from '../../core/delta.js';
+import type { MetadataNode, ShadowRecord, ShadowTarget, UpdateAcceptedBody } from '../../core/document.js';
+import { parseShadowTopic, shadowTopic } from '../../core/topics.js';
+import type { OutgoingMessage } from '../engine-api.js';
+import type { ShadowEngine, ShadowResultEvent } from '../shadow-engine.js';
+import { type ConsoleStatKind, type ConsoleStats, createConsoleStats } from './console-stats.js';
+
+/** The MQTT client id the console's own edits carry, so they show as `console` rather than a plain HTTP write. */
+export const CONSOLE_CLIENT_ID = 'shadow-sync-console';
+
+/** One shadow in the console's list. */
+export interface ShadowSummary {
+  thing: string;
+  /** The shadow's name; `''` for the classic shadow (a named shadow's name is never empty). */
+  shadow: string;
+  version: number;
+  /** Clock time of the last accepted write, in epoch milliseconds (0 when unknown). */
+  updatedAt: number;
+  /** Whether desired differs from reported (a delta is pending). */
+  delta: boolean;
+  /** Whether the shadow is deleted (a tombstone). */
+  deleted: boolean;
+}
+
+/** Who wrote a version: an app (HTTP), a device report (MQTT, reported only), anything else, or a delete. */
+export type VersionKind = 'app' | 'device' | 'other' | 'delete';
+
+/** One accepted write in a shadow's timeline. */
+export interface TimelineEntry {
+  version: number;
+  at: number;
+  kind: VersionKind;
+  /** `http`, `console`, `mqtt` or `mqtt:<client id>`. */
+  source: string;
+}
+
+/** One message on a shadow's reserved topics. */
+export interface MessageEntry {
+  /** Order of the messages of one shadow (a device's request is placed before the answers it caused). */
+  seq: number;
+  at: number;
+  topic: string;
+  /** `in`: a device's request; `out`: published by the service. */
+  direction: 'in' | 'out';
+  /** The payload as text (cut at {@link MAX_PAYLOAD_CHARS} characters). */
+  payload: string;
+}
+
+/** A change the tracker tells its listeners about. */
+export type TrackerChange =
+  | { type: 'shadow'; key: string; summary: ShadowSummary; entry: TimelineEntry }
+  | { type: 'message'; key: string; entry: MessageEntry }
+  | { type: 'count'; thing: string; kind: ConsoleStatKind; at: number; key: string };
+
+/** The tracker the console server reads from. */
+export interface ShadowTracker {
+  /** Every shadow's summary, in no particular order. */
+  summaries(): ShadowSummary[];
+  /** The recent versions of one shadow, oldest first. */
+  timeline(key: string): TimelineEntry[];
+  /** The recent reserved-topic messages of one shadow, in `seq` order. */
+  messages(key: string): MessageEntry[];
+  /** Counters behind the charts. */
+  readonly stats: ConsoleStats;
+  /** Subscribes to changes; returns the unsubscribe function. */
+  subscribe(listener: (change: TrackerChange) => void): () => void;
+  /** Stops listening to the engine. */
+  close(): void;
+}
+
+/** Payloads longer than this are cut in the message list. */
+export const MAX_PAYLOAD_CHARS = 2048;
+/** Versions kept per shadow for its timeline. */
+const TIMELINE_LENGTH = 60;
+/** Messages kept per shadow. */
+const MESSAGES_LENGTH = 50;
+/** Shadows whose timeline and messages are kept (least recently active forgotten first). */
+const DETAILED_SHADOWS = 5000;
+
+/** The key of a shadow in the console: thing name and shadow name (empty for classic) joined by NUL. */
+export function shadowKey(target: ShadowTarget): string {
+  return `${target.thingName}\u0000${target.shadowName ?? ''}`;
+}
+
+/** The target a {@link shadowKey} names. */
+export function targetOfKey(key: string): ShadowTarget {
+  const cut = key.indexOf('\u0000');
+  const thingName = key.slice(0, cut);
+  const shadowName = key.slice(cut + 1);
+  return shadowName === '' ? { thingName } : { thingName, shadowName };
+}
+
+interface Detail {
+  timeline: TimelineEntry[];
+  messages: MessageEntry[];
+  /** `seq` of the first service message since this shadow's last answered request. */
+  unclaimedSeq: number | undefined;
+}
+
+const decoder = new TextDecoder();
+
+function textOf(payload: Uint8Array): string {
+  const text = decoder.decode(payload);
+  return text.length > MAX_PAYLOAD_CHARS ? `${text.slice(0, MAX_PAYLOAD_CHARS)}…` : text;
+}
+
+/** Latest metadata timestamp (seconds) anywhere below `node`. */
+function latestTimestamp(node: MetadataNode | undefined): number {
+  if (node === undefined || node === null || typeof node !== 'object') return 0;
+  if (Array.isArray(node)) return node.reduce<number>((max, item) => Math.max(max, latestTimestamp(item)), 0);
+  if (typeof (node as { timestamp?: unknown }).timestamp === 'number')
+    return (node as { timestamp: number }).timestamp;
+  let max = 0;
+  for (const value of Object.values(node)) max = Math.max(max, latestTimestamp(value));
+  return max;
+}
+
+function summaryOf(target: ShadowTarget, record: ShadowRecord, updatedAt: number): ShadowSummary {
+  const base = { thing: target.thingName, shadow: target.shadowName ?? '' };
+  if ('deleted' in record)
+    // A tombstone holds the version a re-created shadow continues from; the deleted document's was one less.
+    return { ...base, version: record.version - 1, updatedAt: record.deletedAt, delta: false, deleted: true };
+  return {
+    ...base,
+    version: record.version,
+    updatedAt,
+    delta: computeDelta(record.state.desired, record.state.reported) !== undefined,
+    deleted: false,
+  };
+}
+
+function kindOf(event: ShadowResultEvent): VersionKind {
+  const { request, result } = event;
+  if (request.operation === 'delete') return 'delete';
+  if (request.origin === 'http') return 'app';
+  const state = result.ok ? (result.body as UpdateAcceptedBody).state : undefined;
+  if (state !== undefined && state !== null && state.reported !== undefined && state.desired === undefined)
+    return 'device';
+  return 'other';
+}
+
+function sourceOf(event: ShadowResultEvent): string {
+  const { origin, clientId } = event.request;
+  if (clientId === CONSOLE_CLIENT_ID) return 'console';
+  if (origin === 'http') return 'http';
+  return clientId === undefined ? 'mqtt' : `mqtt:${clientId}`;
+}
+
+/**
+ * Starts tracking an engine: reads its current records once, then follows its events.
+ *
+ * @param engine - the service's engine
+ * @param bucketMs - length of one chart bucket in clock milliseconds
+ * @param buckets - buckets kept per series
+ */
+export function createShadowTracker(engine: ShadowEngine, bucketMs: number, buckets: number): ShadowTracker {
+  const stats = createConsoleStats(bucketMs, buckets);
+  const summaries = new Map<string, ShadowSummary>();
+  const details = new Map<string, Detail>();
+  const listeners = new Set<(change: TrackerChange) => void>();
+  let seq = 0;
+
+  for (const { target, record } of engine.snapshot()) {
+    const updatedAt =
+      'deleted' in record
+        ? record.deletedAt
+        : Math.max(latestTimestamp(record.metadata.desired), latestTimestamp(record.metadata.reported)) *
+          1000;
+    summaries.set(shadowKey(target), summaryOf(target, record, updatedAt));
+  }
+
+  function tell(change: TrackerChange): void {
+    for (const listener of listeners) {
+      try {
+        listener(change);
+      } catch {
+        // One broken connection must not stop the others.
+      }
+    }
+  }
+
+  /** The detail of a shadow, created on first use and marked most recently active. */
+  function detailOf(key: string): Detail {
+    let detail = details.get(key);
+    if (detail === undefined) {
+      detail = { timeline: [], messages: [], unclaimedSeq: undefined };
+      if (details.size >= DETAILED_SHADOWS) {
+        const oldest = details.keys().next().value;
+        if (oldest !== undefined) details.delete(oldest);
+      }
+    } else details.delete(key);
+    details.set(key, detail);
+    return detail;
+  }
+
+  function pushMessage(key: string, detail: Detail, entry: MessageEntry): void {
+    detail.messages.push(entry);
+    detail.messages.sort((a, b) => a.seq - b.seq);
+    if (detail.messages.length > MESSAGES_LENGTH) detail.messages.shift();
+    tell({ type: 'message', key, entry });
+  }
+
+  const stopMessages = engine.onMessage((message: OutgoingMessage) => {
+    const parsed = parseShadowTopic(message.topic);
+    if (parsed === undefined) return;
+    const key = shadowKey(parsed.target);
+    const detail = detailOf(key);
+    const entry: MessageEntry = {
+      seq: ++seq,
+      at: Date.now(),
+      topic: message.topic,
+      direction: 'out',
+      payload: textOf(message.payload),
+    };
+    detail.unclaimedSeq ??= entry.seq;
+    pushMessage(key, detail, entry);
+  });
+
+  const stopResults = engine.onResult((event) => {
+    const { request, result, at } = event;
+    const key = shadowKey(request.target);
+    const detail = detailOf(key);
+    if (request.origin === 'mqtt') {
+      // The service's answers to this request were published before the engine returned it; the request goes
+      // before them.
+      const before = detail.unclaimedSeq;
+      pushMessage(key, detail, {
+        seq: before === undefined ? ++seq : before - 0.5,
+        at: Date.now(),
+        topic: shadowTopic(request.target, request.operation),
+        direction: 'in',
+        payload: textOf(request.payload),
+      });
+    }
+    detail.unclaimedSeq = undefined;
+    const thing = request.target.thingName;
+    if (!result.ok) {
+      const code = result.rejection.code;
+      const kind = code === 409 ? 'conflict' : code === 429 ? 'throttled' : undefined;
+      if (kind !== undefined) {
+        stats.record(thing, kind, at);
+        tell({ type: 'count', thing, kind, at, key });
+      }
+      return;
+    }
+    if (request.operation === 'get') return;
+    const record = engine.read(request.target);
+    if (record === undefined) return;
+    const summary = summaryOf(request.target, record, at);
+    summaries.set(key, summary);
+    const kind = kindOf(event);
+    const entry: TimelineEntry = { version: summary.version, at, kind, source: sourceOf(event) };
+    detail.timeline.push(entry);
+    if (detail.timeline.length > TIMELINE_LENGTH) detail.timeline.shift();
+    const statKind: ConsoleStatKind = kind === 'delete' ? 'other' : kind;
+    stats.record(thing, statKind, at);
+    tell({ type: 'shadow', key, summary, entry });
+    tell({ type: 'count', thing, kind: statKind, at, key });
+  });
+
+  return {
+    summaries: () => [...summaries.values()],
+    timeline: (key) => [...(details.get(key)?.timeline ?? [])],
+    messages: (key) => [...(details.get(key)?.messages ?? [])],
+    stats,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    close() {
+      stopMessages();
+      stopResults();
+      listeners.clear();
+    },
+  };
+}
