@@ -9,6 +9,11 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { resolveLimits, type ShadowLimits } from '../core/limits.js';
 import type { BrokerAuthOptions, BrokerTlsOptions } from '../emulator/broker.js';
+import {
+  type ConnectionQuotas,
+  DEFAULT_CONNECTION_QUOTAS,
+  resolveConnectionQuotas,
+} from '../emulator/connection-quotas.js';
 import { type FaultOptions, resolveFaultOptions } from '../emulator/fault-injector.js';
 import { resolveMqttFrontOptions } from '../emulator/mqtt-front.js';
 import {
@@ -24,13 +29,23 @@ const HELP = `Usage: shadow-sync serve [options]
 
 Runs the local AWS IoT Device Shadow service and prints one line:
   <http endpoint> <mqtt url>      for example  http://127.0.0.1:4080 mqtt://127.0.0.1:1883
-once both accept connections (mqtts:// with --tls-key). Stops cleanly on SIGINT or SIGTERM.
+once both accept connections (mqtts:// with --tls-key), and on stderr which MQTT broker and versions are served.
+Stops cleanly on SIGINT or SIGTERM.
 
 Options:
   --host H                  interface to listen on (default 127.0.0.1)
   --http-port N             HTTP port, 0 = any free port (default 0)
-  --mqtt-port N             embedded MQTT broker port, 0 = any free port (default 0)
-  --broker URL              join an external broker (mqtt://host:port) instead of the embedded one
+  --mqtt-port N             MQTT port of the embedded broker or managed mosquitto, 0 = any free port (default 0)
+  --broker B                embedded  aedes in this process: MQTT 3.1.1 and 3.1 (the default; MQTT 5
+                                      clients are refused with CONNACK 0x84)
+                            mosquitto start and configure a mosquitto: MQTT 5, 3.1.1 and 3.1 (must be
+                                      installed: apt-get install mosquitto); policy and TLS flags apply
+                            auto      mosquitto when installed, embedded otherwise
+                            mqtt://host:port  join an external broker as a client (persistent session)
+  --connection-quotas       enforce AWS IoT's per-connection quotas (embedded broker): 50 subscriptions,
+                            8 filters per SUBSCRIBE, 100 publishes/s
+  --quota NAME=VALUE        change one connection quota (repeatable; turns them on), names:
+                            ${Object.keys(DEFAULT_CONNECTION_QUOTAS).join(', ')}
   --data-dir DIR            keep shadows durably in DIR (default: in memory)
   --require-sigv4 KEY:SECRET  require SigV4-signed HTTP requests made with these credentials
   --limit NAME=VALUE        override one limit (repeatable), for example
@@ -41,7 +56,7 @@ Options:
                               --faults '{"seed":7,"drop":0.1,"duplicate":0.05,"delay":0.2,"delayMs":[1,50],"reorder":0.1}'
                             keys: seed, drop, duplicate, delay, delayMs, reorder, reorderWindowMs
 
-MQTT device policy (embedded broker; like an AWS IoT policy with \${iot:Connection.Thing.ThingName}):
+MQTT device policy (embedded broker or mosquitto; like an AWS IoT policy with \${iot:Connection.Thing.ThingName}):
   --service-credentials USER:PASS  clients logging in with these may use every topic; every other client is a
                             device (client id = thing name) limited to its own shadow and telemetry topics.
                             With --broker: the login the service uses at the external broker instead.
@@ -49,7 +64,7 @@ MQTT device policy (embedded broker; like an AWS IoT policy with \${iot:Connecti
                             default my/things/{thingName}/#); turns the device policy on
   --denied-publish drop|disconnect  what a denied publish does (default drop)
 
-MQTT over TLS (embedded broker):
+MQTT over TLS (embedded broker or mosquitto):
   --tls-key FILE            server private key (PEM); needs --tls-cert
   --tls-cert FILE           server certificate (PEM)
   --tls-ca FILE             CA that signs client certificates (PEM)
@@ -93,6 +108,17 @@ function parseLimits(entries: readonly string[]): Partial<ShadowLimits> {
   // The core's resolver names unknown limits and out-of-range values.
   validated('--limit', () => resolveLimits(limits));
   return limits as Partial<ShadowLimits>;
+}
+
+function parseQuotas(entries: readonly string[]): Partial<ConnectionQuotas> {
+  const quotas: Record<string, number | string> = {};
+  for (const entry of entries) {
+    const [name, value] = splitPair(entry, '=', '--quota', 'NAME=VALUE');
+    if (name in quotas) throw new UsageError(`--quota ${name} is given twice`);
+    quotas[name] = /^\d+$/.test(value) ? Number(value) : value;
+  }
+  validated('--quota', () => resolveConnectionQuotas(quotas as Partial<ConnectionQuotas>));
+  return quotas as Partial<ConnectionQuotas>;
 }
 
 function parseFaults(json: string): FaultOptions {
@@ -156,9 +182,10 @@ function optionsFrom(args: string[]): ShadowServiceOptions | 'help' {
   if (httpPort !== undefined) options.httpPort = httpPort;
   const mqttPort = parsePort(values['mqtt-port'], '--mqtt-port');
   if (mqttPort !== undefined) options.mqttPort = mqttPort;
-  const external = values.broker !== undefined;
+  const managed = values.broker === 'embedded' || values.broker === 'mosquitto' || values.broker === 'auto';
+  const external = values.broker !== undefined && !managed;
   if (values.broker !== undefined) {
-    if (mqttPort !== undefined)
+    if (external && mqttPort !== undefined)
       throw new UsageError('--mqtt-port sets the embedded broker and cannot be combined with --broker');
     options.broker = values.broker;
   }
@@ -172,6 +199,9 @@ function optionsFrom(args: string[]): ShadowServiceOptions | 'help' {
   }
   if (values.limit !== undefined && values.limit.length > 0) options.limits = parseLimits(values.limit);
   if (values.faults !== undefined) options.faults = parseFaults(values.faults);
+  const quotaEntries = values.quota ?? [];
+  if (values['connection-quotas'] === true || quotaEntries.length > 0)
+    options.connectionQuotas = parseQuotas(quotaEntries);
 
   const mqtt: NonNullable<ShadowServiceOptions['mqtt']> = {};
   const qos = values['response-qos'];
@@ -222,6 +252,7 @@ function optionsFrom(args: string[]): ShadowServiceOptions | 'help' {
       ...(options.broker === undefined ? {} : { broker: options.broker }),
       ...(options.auth === undefined ? {} : { auth: options.auth }),
       ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.connectionQuotas === undefined ? {} : { connectionQuotas: options.connectionQuotas }),
     }),
   );
   return options;
@@ -241,6 +272,8 @@ function parse(args: string[]) {
       'require-sigv4': { type: 'string' },
       limit: { type: 'string', multiple: true },
       'response-qos': { type: 'string' },
+      'connection-quotas': { type: 'boolean' },
+      quota: { type: 'string', multiple: true },
       faults: { type: 'string' },
       'service-credentials': { type: 'string' },
       'telemetry-topic': { type: 'string', multiple: true },
@@ -268,6 +301,7 @@ async function serve(args: string[], io: CliIo): Promise<number> {
     return 2;
   }
   io.stdout(`${service.httpEndpoint} ${service.mqttUrl}`);
+  io.stderr(`shadow-sync serve: MQTT via ${service.mqtt.brokerInfo.description}`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));

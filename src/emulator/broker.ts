@@ -28,6 +28,8 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { checkThingName } from '../core/limits.js';
 import { ShadowOptionsError } from '../errors.js';
+import { type ConnectionQuotaStats, createConnectionQuotaGuard } from './connection-quota-guard.js';
+import { type ConnectionQuotas, resolveConnectionQuotas } from './connection-quotas.js';
 import {
   encodeMqtt5ConnackRefusal,
   MQTT5_REFUSAL_REASON,
@@ -119,6 +121,17 @@ export interface BrokerOptions {
    * @defaultValue 10000
    */
   drainTimeoutMs?: number;
+  /**
+   * AWS IoT's per-connection quotas ({@link ConnectionQuotas}): `true` for AWS's values, or the values to change.
+   * Off by default: the benchmarks and stress tests drive single connections far above 100 publishes/s.
+   * @defaultValue undefined (not enforced)
+   */
+  connectionQuotas?: boolean | Partial<ConnectionQuotas>;
+  /**
+   * Clock of the publish-rate quota, in milliseconds.
+   * @defaultValue performance.now
+   */
+  clock?: () => number;
   /** Receives denials and errors; silent by default. */
   logger?: MqttLogger;
   /**
@@ -140,6 +153,8 @@ export interface BrokerStats {
   deniedSubscriptions: number;
   /** Authorized client publishes seen. */
   clientPublishes: number;
+  /** Refusals of the per-connection quotas; undefined when they are not enforced. */
+  connectionQuotas: ConnectionQuotaStats | undefined;
 }
 
 /** A running embedded broker. */
@@ -177,6 +192,8 @@ export interface ResolvedBrokerOptions {
   open: boolean;
   concurrency: number;
   drainTimeoutMs: number;
+  connectionQuotas: Readonly<ConnectionQuotas> | undefined;
+  clock: () => number;
   logger: MqttLogger;
   onClientPublish: ((publish: ClientPublish) => void) | undefined;
 }
@@ -200,6 +217,8 @@ const BROKER_KEYS = new Set([
   'auth',
   'concurrency',
   'drainTimeoutMs',
+  'connectionQuotas',
+  'clock',
   'logger',
   'onClientPublish',
 ]);
@@ -292,6 +311,11 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
     open: options.auth === undefined,
     concurrency,
     drainTimeoutMs,
+    connectionQuotas:
+      options.connectionQuotas === undefined || options.connectionQuotas === false
+        ? undefined
+        : resolveConnectionQuotas(options.connectionQuotas === true ? {} : options.connectionQuotas),
+    clock: options.clock ?? (() => performance.now()),
     logger: options.logger ?? SILENT,
     onClientPublish: options.onClientPublish,
   };
@@ -377,11 +401,16 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     clientPublishes: 0,
   };
   const onClientPublish = resolved.onClientPublish;
+  const quotas =
+    resolved.connectionQuotas === undefined
+      ? undefined
+      : createConnectionQuotaGuard(resolved.connectionQuotas, resolved.clock, logger);
 
   const aedes = await Aedes.createBroker({
     concurrency: resolved.concurrency,
     drainTimeout: resolved.drainTimeoutMs,
     preConnect(client, packet, done) {
+      quotas?.connected(client);
       // aedes answers MQTT 5 in MQTT 3.1.1's format, which MQTT 5 clients cannot decode: refuse it in theirs.
       if (packet.protocolVersion !== 5) return done(null, true);
       logger.warn(`mqtt connection refused: MQTT 5 is not supported by the embedded broker`, {
@@ -404,6 +433,13 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     },
     authorizePublish(client, packet, done) {
       if (client === null) return done(null);
+      if (quotas !== undefined && !quotas.publish(client)) {
+        if (resolved.connectionQuotas?.publishRateExceeded === 'disconnect')
+          return done(new Error('publish rate above the per-connection quota'));
+        packet.topic = DENIED_SINK;
+        packet.retain = false;
+        return done(null);
+      }
       if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
       const identity = identities.get(client);
       const allowed =
@@ -439,11 +475,14 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         identity?.kind === 'service' ||
         (identity?.kind === 'device' &&
           deviceSubscribeAllowed(identity.thingName, subscription.topic, auth.telemetryTopics));
-      if (allowed) {
+      const verdict = allowed && quotas !== undefined ? quotas.subscribe(client, subscription) : 'grant';
+      if (verdict === 'disconnect') return done(new Error('too many topic filters in one SUBSCRIBE'), null);
+      if (allowed && verdict === 'grant') {
         // AWS IoT has no QoS 2: deliver at most QoS 1.
         if (subscription.qos > 1) subscription.qos = 1;
         return done(null, subscription);
       }
+      if (verdict === 'refuse') return done(null, null);
       counts.deniedSubscriptions++;
       logger.warn('mqtt subscription denied', { clientId: client.id, topic: subscription.topic });
       done(null, null);
@@ -483,6 +522,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     return { kind: 'device', thingName: client.id };
   }
 
+  if (quotas !== undefined)
+    aedes.on('unsubscribe', (filters, client) => quotas.unsubscribed(client, filters));
   aedes.on('clientError', (client, error) => {
     logger.warn(`mqtt client error: ${error.message}`, { clientId: client.id });
   });
@@ -573,7 +614,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         },
       );
     },
-    stats: () => ({ connectedClients: aedes.connectedClients, ...counts }),
+    stats: () => ({ connectedClients: aedes.connectedClients, ...counts, connectionQuotas: quotas?.stats() }),
     unref() {
       unrefSockets = true;
       server.unref();

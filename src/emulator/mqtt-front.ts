@@ -41,6 +41,7 @@ import {
   type MqttLogger,
   startBroker,
 } from './broker.js';
+import type { ConnectionQuotas } from './connection-quotas.js';
 import type { OutgoingMessage, ShadowEngineApi } from './engine-api.js';
 import {
   createFaultInjector,
@@ -83,6 +84,13 @@ export interface MqttFrontOptions {
   tls?: BrokerTlsOptions;
   /** Embedded broker or managed mosquitto: AWS IoT-like policy; without it the broker is open. */
   auth?: BrokerAuthOptions;
+  /**
+   * Embedded broker: AWS IoT's per-connection quotas (`true` for AWS's values; see {@link ConnectionQuotas}).
+   * mosquitto cannot enforce them (it has no per-connection subscription count or publish rate), so they are
+   * refused with any other broker.
+   * @defaultValue undefined (not enforced)
+   */
+  connectionQuotas?: boolean | Partial<ConnectionQuotas>;
   /**
    * Embedded broker: aedes `concurrency` (see {@link BrokerOptions}).
    * @defaultValue 1000
@@ -206,6 +214,7 @@ export interface ResolvedMqttFrontOptions {
   port: number | undefined;
   tls: BrokerTlsOptions | undefined;
   auth: BrokerAuthOptions | undefined;
+  connectionQuotas: boolean | Partial<ConnectionQuotas> | undefined;
   concurrency: number | undefined;
   drainTimeoutMs: number | undefined;
   serviceClient: {
@@ -240,6 +249,7 @@ const FRONT_KEYS = new Set([
   'port',
   'tls',
   'auth',
+  'connectionQuotas',
   'concurrency',
   'drainTimeoutMs',
   'serviceClient',
@@ -315,6 +325,10 @@ export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): Resolve
         `unknown MQTT serviceClient option '${key}' (known: ${[...SERVICE_CLIENT_KEYS].join(', ')})`,
       );
   }
+  if (broker !== 'embedded' && options.connectionQuotas !== undefined && options.connectionQuotas !== false)
+    throw new ShadowOptionsError(
+      "MQTT option connectionQuotas is enforced by the embedded broker only (mosquitto has no per-connection subscription count or publish rate): use broker 'embedded'",
+    );
   const protocolVersion = serviceClient.protocolVersion;
   if (protocolVersion !== undefined && protocolVersion !== 4 && protocolVersion !== 5)
     throw new ShadowOptionsError(
@@ -345,6 +359,7 @@ export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): Resolve
     port: options.port,
     tls: options.tls,
     auth: options.auth,
+    connectionQuotas: options.connectionQuotas,
     concurrency: options.concurrency,
     drainTimeoutMs: options.drainTimeoutMs,
     serviceClient: {
@@ -604,6 +619,7 @@ async function embeddedTransport(
     ...(resolved.port === undefined ? {} : { port: resolved.port }),
     ...(resolved.tls === undefined ? {} : { tls: resolved.tls }),
     ...(resolved.auth === undefined ? {} : { auth: resolved.auth }),
+    ...(resolved.connectionQuotas === undefined ? {} : { connectionQuotas: resolved.connectionQuotas }),
     ...(resolved.concurrency === undefined ? {} : { concurrency: resolved.concurrency }),
     ...(resolved.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: resolved.drainTimeoutMs }),
     logger,

@@ -6,6 +6,7 @@ import type { ShadowLimits } from '../core/limits.js';
 import { parseShadowTopic, shadowTopic } from '../core/topics.js';
 import { ShadowOptionsError } from '../errors.js';
 import type { BrokerAuthOptions, BrokerTlsOptions } from './broker.js';
+import type { ConnectionQuotas } from './connection-quotas.js';
 import { type ConsoleServer, createConsoleServer, isLoopbackAddress } from './console/console-server.js';
 import type { ShadowEngineApi } from './engine-api.js';
 import type { FaultOptions } from './fault-injector.js';
@@ -40,11 +41,19 @@ export interface ShadowServiceOptions {
    */
   mqttPort?: number;
   /**
-   * `'embedded'` (aedes in this process) or the `mqtt://host:port` URL of an external broker (for example
-   * mosquitto) that the service joins as a client.
+   * `'embedded'` (aedes in this process: MQTT 3.1.1 and 3.1, no install needed), `'mosquitto'` (the service
+   * starts and configures a mosquitto: MQTT 5, 3.1.1 and 3.1; must be installed), `'auto'` (mosquitto when
+   * installed, aedes otherwise), or the `mqtt://host:port` URL of an external broker the service joins as a
+   * client. `service.mqtt.brokerInfo` says which broker and MQTT versions were served.
    * @defaultValue 'embedded'
    */
-  broker?: 'embedded' | string;
+  broker?: 'embedded' | 'mosquitto' | 'auto' | string;
+  /**
+   * AWS IoT's per-connection quotas (50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s), enforced by
+   * the embedded broker: `true` for AWS's values, or the values to change.
+   * @defaultValue undefined (not enforced)
+   */
+  connectionQuotas?: boolean | Partial<ConnectionQuotas>;
   /**
    * Directory for durable storage (journal + snapshot); without it the store is in memory only.
    * @defaultValue undefined
@@ -89,7 +98,7 @@ export interface ShadowServiceOptions {
    * Further MQTT front options (response QoS, logger, external broker login, aedes tuning).
    * @defaultValue {}
    */
-  mqtt?: Omit<MqttFrontOptions, 'broker' | 'host' | 'port' | 'faults' | 'auth' | 'tls'>;
+  mqtt?: Omit<MqttFrontOptions, 'broker' | 'host' | 'port' | 'faults' | 'auth' | 'tls' | 'connectionQuotas'>;
   /**
    * AWS IoT rules run on every message through the service: client publishes, HTTP Publish, and the shadow
    * service's own messages (`update/accepted`, `update/documents`, `update/delta`, ...). SQL outside the supported
@@ -151,6 +160,7 @@ const SERVICE_OPTION_KEYS = [
   'httpPort',
   'mqttPort',
   'broker',
+  'connectionQuotas',
   'dataDir',
   'limits',
   'clock',
@@ -247,16 +257,17 @@ export async function startShadowService(options: ShadowServiceOptions = {}): Pr
   let webConsole: ConsoleServer | undefined;
   try {
     const mqttOptions: MqttFrontOptions = { ...(resolved.mqtt ?? {}), broker: resolved.broker };
-    if (resolved.broker === 'embedded') {
+    if (resolved.broker === 'embedded' || resolved.broker === 'mosquitto' || resolved.broker === 'auto') {
       mqttOptions.host = resolved.host;
       mqttOptions.port = resolved.mqttPort;
     }
     if (resolved.faults !== undefined) mqttOptions.faults = resolved.faults;
     if (resolved.auth !== undefined) mqttOptions.auth = resolved.auth;
     if (resolved.tls !== undefined) mqttOptions.tls = resolved.tls;
+    if (resolved.connectionQuotas !== undefined) mqttOptions.connectionQuotas = resolved.connectionQuotas;
     mqtt = await startMqttFront(engine, mqttOptions);
     const front = mqtt;
-    const embedded = resolved.broker === 'embedded';
+    const embedded = front.brokerInfo.kind === 'aedes';
     const rules = createRulesEngine({
       rules: resolved.rules ?? [],
       ...(resolved.rulesEngine ?? {}),
