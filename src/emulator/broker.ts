@@ -28,6 +28,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { checkThingName } from '../core/limits.js';
 import { ShadowOptionsError } from '../errors.js';
+import { isServiceOnlyTopic } from './publish-policy.js';
 import { filterWithin, topicFilterProblem } from './topic-filter.js';
 
 /** Where the broker and the MQTT front report what they refused or could not do; silent by default. */
@@ -391,9 +392,14 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     authorizePublish(client, packet, done) {
       if (client === null) return done(null);
       if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
+      // MQTT 3.1.1 1.5.3: a topic name with U+0000 is a protocol violation; close the connection.
+      if (packet.topic.includes('\u0000')) return done(new Error('topic name contains U+0000'));
       const identity = identities.get(client);
+      // Response topics are the shadow service's alone (see publish-policy.ts). A client holding the service
+      // credentials is the service (a shadow-sync service joining this broker as its external broker answers
+      // there); on an open broker nobody has proven that, so nobody may publish them.
       const allowed =
-        identity?.kind === 'service' ||
+        (identity?.kind === 'service' && (!resolved.open || !isServiceOnlyTopic(packet.topic))) ||
         (identity?.kind === 'device' &&
           devicePublishAllowed(identity.thingName, packet.topic, auth.telemetryTopics));
       if (!allowed) {
