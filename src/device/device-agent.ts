@@ -812,6 +812,9 @@ export async function createDeviceAgent<D = JsonObject>(
         );
       }
       if (isIdle()) return Promise.resolve(syncedEvent());
+      // Busy now although the last idle moment was announced (a gap read started without an announcement in
+      // between): the next idle moment must be announced again, or this waiter would never be resolved.
+      idleAnnounced = false;
       return new Promise((resolve, reject) => syncWaiters.push({ resolve, reject }));
     },
     async close() {

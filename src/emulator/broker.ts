@@ -35,6 +35,13 @@ import {
   MQTT5_REFUSAL_REASON,
   UNSUPPORTED_PROTOCOL_VERSION,
 } from './mqtt5-refusal.js';
+import {
+  guardPacketSizes,
+  type PacketLimits,
+  type ResolvedPacketLimits,
+  resolvePacketLimits,
+} from './packet-limits.js';
+import { isServiceOnlyTopic } from './publish-policy.js';
 import { filterWithin, topicFilterProblem } from './topic-filter.js';
 
 /** Where the broker and the MQTT front report what they refused or could not do; silent by default. */
@@ -135,6 +142,12 @@ export interface BrokerOptions {
   /** Receives denials and errors; silent by default. */
   logger?: MqttLogger;
   /**
+   * MQTT packet size limits: AWS IoT's 128 KB message size and a small limit before authentication; a packet
+   * over a limit closes the connection before it is buffered (see packet-limits.ts).
+   * @defaultValue DEFAULT_PACKET_LIMITS
+   */
+  packetLimits?: PacketLimits;
+  /**
    * Called for every authorized client publish (and will), synchronously, in the order the broker received
    * them, before they are routed to subscribers.
    */
@@ -155,6 +168,8 @@ export interface BrokerStats {
   clientPublishes: number;
   /** Refusals of the per-connection quotas; undefined when they are not enforced. */
   connectionQuotas: ConnectionQuotaStats | undefined;
+  /** Connections closed because a packet was over a size limit. */
+  oversizedPackets: number;
 }
 
 /** A running embedded broker. */
@@ -196,6 +211,7 @@ export interface ResolvedBrokerOptions {
   clock: () => number;
   logger: MqttLogger;
   onClientPublish: ((publish: ClientPublish) => void) | undefined;
+  packetLimits: ResolvedPacketLimits;
 }
 
 const SILENT: MqttLogger = Object.freeze({ warn() {} });
@@ -221,6 +237,7 @@ const BROKER_KEYS = new Set([
   'clock',
   'logger',
   'onClientPublish',
+  'packetLimits',
 ]);
 const AUTH_KEYS = new Set(['serviceCredentials', 'telemetryTopics', 'deniedPublish']);
 const TLS_KEYS = new Set(['key', 'cert', 'ca', 'requestCert']);
@@ -318,6 +335,7 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
     clock: options.clock ?? (() => performance.now()),
     logger: options.logger ?? SILENT,
     onClientPublish: options.onClientPublish,
+    packetLimits: resolvePacketLimits(options.packetLimits),
   };
 }
 
@@ -399,6 +417,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     deniedPublishes: 0,
     deniedSubscriptions: 0,
     clientPublishes: 0,
+    oversizedPackets: 0,
   };
   const onClientPublish = resolved.onClientPublish;
   const quotas =
@@ -441,9 +460,19 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         return done(null);
       }
       if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
+      // MQTT 3.1.1 1.5.3: a topic name with U+0000 is a protocol violation; close the connection.
+      if (packet.topic.includes('\u0000')) return done(new Error('topic name contains U+0000'));
+      // A PUBLISH that arrived whole in one read (the parser guard sees it only while it is incomplete).
+      if (packet.payload.length > resolved.packetLimits.maxPublishPayloadBytes) {
+        counts.oversizedPackets++;
+        return done(new Error(`payload of ${packet.payload.length} bytes is over the message size limit`));
+      }
       const identity = identities.get(client);
+      // Response topics are the shadow service's alone (see publish-policy.ts). A client holding the service
+      // credentials is the service (a shadow-sync service joining this broker as its external broker answers
+      // there); on an open broker nobody has proven that, so nobody may publish them.
       const allowed =
-        identity?.kind === 'service' ||
+        (identity?.kind === 'service' && (!resolved.open || !isServiceOnlyTopic(packet.topic))) ||
         (identity?.kind === 'device' &&
           devicePublishAllowed(identity.thingName, packet.topic, auth.telemetryTopics));
       if (!allowed) {
@@ -535,7 +564,10 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
   const onSocket = (socket: Socket) => {
     socket.setNoDelay(true);
     if (unrefSockets) socket.unref();
-    aedes.handle(socket);
+    guardPacketSizes(aedes.handle(socket), resolved.packetLimits, (violation) => {
+      counts.oversizedPackets++;
+      logger.warn('mqtt connection closed: packet over the size limit', { ...violation });
+    });
   };
   const server: Server =
     resolved.tls === undefined

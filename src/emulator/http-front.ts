@@ -12,6 +12,7 @@ import type { Rejection, ShadowErrorType, ShadowTarget } from '../core/document.
 import { parseShadowTopic } from '../core/topics.js';
 import { ShadowOptionsError } from '../errors.js';
 import type { ShadowEngineApi } from './engine-api.js';
+import { clientPublishRefusal } from './publish-policy.js';
 import { checkSigV4Signature, inspectSigV4, type SigV4Credentials } from './sigv4.js';
 
 /** Publishes a message on the broker; provided by the MQTT front. */
@@ -360,12 +361,9 @@ export async function startHttpFront(
       if (method !== 'POST')
         throw new HttpError(405, 'MethodNotAllowedException', METHOD_NOT_ALLOWED(method), { allow: 'POST' });
       const topic = decodeLabel(match[1] as string, 'topic');
-      if (topic.includes('+') || topic.includes('#'))
-        throw new HttpError(
-          400,
-          'InvalidRequestException',
-          `Invalid topic '${topic}': a publish topic must not contain wildcards`,
-        );
+      // Response topics and $SYS/ are the service's own: a Publish there would impersonate it (publish-policy.ts).
+      const refusal = clientPublishRefusal(topic);
+      if (refusal !== undefined) throw new HttpError(refusal.status, refusal.errorType, refusal.message);
       const qos = parseQos(query.get('qos'));
       const retain = query.get('retain') === 'true';
       const shadow = parseShadowTopic(topic);

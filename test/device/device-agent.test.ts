@@ -136,10 +136,9 @@ describe('device agent: delta ordering', () => {
       },
     });
     await agent.whenSynced();
-    const fake = await mqttClient(service.mqttUrl, 'fake-service');
-    clients.push(fake);
+    // Published as the service: no MQTT client may publish to a response topic (publish-policy.ts).
     const publishDelta = (version: number, state: JsonObject) =>
-      fake.publishAsync(
+      service.mqtt.publish(
         shadowTopic({ thingName: 'ord' }, 'update/delta'),
         JSON.stringify({ version, timestamp: 1, state, metadata: {} }),
         { qos: 1 },
