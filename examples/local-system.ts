@@ -87,6 +87,11 @@ export interface LocalSystemOptions {
    * @defaultValue none
    */
   onShadowEvent?: (lambda: LambdaName, event: ShadowEvent) => void;
+  /**
+   * Serve the service's web console (`'loopback'`: only on a loopback address; see `ShadowServiceOptions`).
+   * @defaultValue false
+   */
+  console?: boolean | 'loopback';
 }
 
 /** A running local system. */
@@ -291,6 +296,7 @@ export async function startLocalSystem(options: LocalSystemOptions = {}): Promis
 
   const cleanupLogger = silentLogger('desired-cleanup');
   const service = await startShadowService({
+    ...(options.console === undefined ? {} : { console: options.console }),
     rules: [
       ...referenceRules({
         alertStore: alerts,
