@@ -43,6 +43,10 @@ async function waitText(selector: string, test: string | RegExp, timeout = 10_00
   const flags = typeof test === 'string' ? undefined : test.flags;
   await page.waitForFunction(
     ({ selector, pattern, flags, exact }) => {
+      // Runs in the page (this file is type-checked without the DOM library).
+      const { document } = globalThis as unknown as {
+        document: { querySelector(selector: string): { textContent: string | null } | null };
+      };
       const text = document.querySelector(selector)?.textContent ?? '';
       return exact ? text === pattern : new RegExp(pattern, flags).test(text);
     },
@@ -55,9 +59,7 @@ async function waitText(selector: string, test: string | RegExp, timeout = 10_00
 /** Opens the console and selects the classic shadow of `thing` through the search box. */
 async function openShadow(thing: string): Promise<void> {
   await page.goto(service.consoleUrl as string);
-  await page.waitForFunction(
-    () => (window as { shadowConsole?: { ready: boolean } }).shadowConsole?.ready === true,
-  );
+  await page.waitForFunction('window.shadowConsole?.ready === true');
   await page.fill('#search', thing);
   await page.click(`#rows tr[data-key="${thing}/"]`);
   await waitText('#d-title', `${thing} · classic shadow`);
@@ -103,9 +105,7 @@ afterEach(async () => {
 describe('web console in Chromium', () => {
   it('finds a thing and shows a device report arriving live, with its MQTT messages', async () => {
     await page.goto(service.consoleUrl as string);
-    await page.waitForFunction(
-      () => (window as { shadowConsole?: { ready: boolean } }).shadowConsole?.ready === true,
-    );
+    await page.waitForFunction('window.shadowConsole?.ready === true');
     expect(await page.locator('#rows tr').count()).toBe(13);
     await page.fill('#search', 'aircon-07');
     expect(await page.locator('#rows tr').count()).toBe(2);
@@ -119,10 +119,8 @@ describe('web console in Chromium', () => {
     await waitText('#d-version', 'v2');
     await waitText('#reported', /power.*"on"/);
     expect(await page.textContent('#rows tr[data-key="aircon-07/"]')).toContain('2');
-    await page.waitForFunction(() =>
-      [...document.querySelectorAll('#messages .msg .topic')].some(
-        (topic) => topic.textContent === '$aws/things/aircon-07/shadow/update',
-      ),
+    await page.waitForFunction(
+      "[...document.querySelectorAll('#messages .msg .topic')].some((t) => t.textContent === '$aws/things/aircon-07/shadow/update')",
     );
     const messages = await page.locator('#messages .msg .topic').allTextContents();
     // Newest first: the service's answers above the device's request that caused them.
