@@ -143,6 +143,7 @@ const OPTION_KEYS = new Set([
   'telemetryDir',
   'onApplied',
   'onShadowEvent',
+  'console',
 ]);
 
 /** The Lambdas' timeout in the deploy template (15 s); the rule actions get the same. */
