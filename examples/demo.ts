@@ -86,6 +86,23 @@ export interface DemoOptions {
    * @defaultValue none
    */
   signal?: AbortSignal;
+  /**
+   * Serve the local service's web console at `<httpEndpoint>/console` (on loopback only).
+   * @defaultValue true
+   */
+  console?: boolean;
+  /**
+   * Called once the system runs, with the service's addresses (`consoleUrl` is undefined without the console).
+   * @defaultValue none
+   */
+  onStarted?: (addresses: { httpEndpoint: string; mqttUrl: string; consoleUrl: string | undefined }) => void;
+  /**
+   * Called with the summary while the service and the fleet still run; the demo shuts down once the returned
+   * promise settles. The CLI's `--keep-open` prints the summary here and waits for Ctrl-C, so the fleet can be
+   * watched on the console after the run.
+   * @defaultValue none (shut down at once)
+   */
+  keepOpen?: (summary: DemoSummary) => Promise<void>;
 }
 
 /** The counters of a run in progress. */
@@ -187,6 +204,9 @@ const OPTION_KEYS = new Set([
   'lambdaLatencyMs',
   'onProgress',
   'signal',
+  'console',
+  'onStarted',
+  'keepOpen',
 ]);
 
 /** Requests in flight at most: the app's traffic backs off rather than pile up on a slow machine. */
@@ -239,6 +259,11 @@ function checkOptions(options: DemoOptions): void {
   number('sampleIntervalMs', 10, 3_600_000, true);
   number('illegalStateProbability', 0, 1, false);
   number('lambdaLatencyMs', 0, 10_000, true);
+  if (options.console !== undefined && typeof options.console !== 'boolean')
+    fail('console must be a boolean');
+  for (const name of ['onProgress', 'onStarted', 'keepOpen'] as const)
+    if (options[name] !== undefined && typeof options[name] !== 'function')
+      fail(`${name} must be a function`);
 }
 
 /**
@@ -316,6 +341,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   let cleanupConflicts = 0;
 
   const system = await startLocalSystem({
+    console: options.console === false ? false : 'loopback',
     devices,
     split,
     seed,
@@ -357,6 +383,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     },
   });
 
+  options.onStarted?.({
+    httpEndpoint: system.service.httpEndpoint,
+    mqttUrl: system.service.mqttUrl,
+    consoleUrl: system.service.consoleUrl,
+  });
   try {
     // The desired section of every version the service committed, from its own `update/documents` messages.
     const stateAt = new Map<string, Map<number, { desired?: JsonObject; reported?: JsonObject }>>();
@@ -552,7 +583,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       if (status !== 200) failed[String(status)] = count;
     }
     const hours = trafficMs / 3_600_000;
-    return {
+    const summary: DemoSummary = {
       devices,
       split,
       durationMs: trafficMs,
@@ -584,6 +615,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       unconverged,
       lambdaInstances: system.lambdaInstances(),
     };
+    await options.keepOpen?.(summary);
+    return summary;
   } finally {
     await system.close();
   }

@@ -87,6 +87,11 @@ export interface LocalSystemOptions {
    * @defaultValue none
    */
   onShadowEvent?: (lambda: LambdaName, event: ShadowEvent) => void;
+  /**
+   * Serve the service's web console (`'loopback'`: only on a loopback address; see `ShadowServiceOptions`).
+   * @defaultValue false
+   */
+  console?: boolean | 'loopback';
 }
 
 /** A running local system. */
@@ -138,6 +143,7 @@ const OPTION_KEYS = new Set([
   'telemetryDir',
   'onApplied',
   'onShadowEvent',
+  'console',
 ]);
 
 /** The Lambdas' timeout in the deploy template (15 s); the rule actions get the same. */
@@ -291,6 +297,7 @@ export async function startLocalSystem(options: LocalSystemOptions = {}): Promis
 
   const cleanupLogger = silentLogger('desired-cleanup');
   const service = await startShadowService({
+    ...(options.console === undefined ? {} : { console: options.console }),
     rules: [
       ...referenceRules({
         alertStore: alerts,

@@ -4,7 +4,7 @@
  * the fleet did not converge.
  */
 import { parseArgs } from 'node:util';
-import type { DemoOptions, DemoProgress } from '../../examples/demo.js';
+import type { DemoOptions, DemoProgress, DemoSummary } from '../../examples/demo.js';
 import { isShadowError } from '../errors.js';
 import { parseCommandLine, UsageError } from './command-line.js';
 import type { CliCommand, CliIo } from './run-cli.js';
@@ -27,6 +27,9 @@ Options:
   --grace S           seconds the fleet gets to converge after traffic stops (default 10)
   --seed N            seed of every random choice (default 1)
   --plain             progress as plain lines even on a terminal
+  --keep-open         after the summary, keep the service and the fleet running until Ctrl-C (watch them
+                      on the web console)
+  --no-console        do not serve the web console (by default at <http endpoint>/console, loopback only)
   -h, --help          show this help`;
 
 function parseNumber(value: string | undefined, flag: string, min: number, max: number): number | undefined {
@@ -45,7 +48,9 @@ function parseInteger(value: string | undefined, flag: string, min: number, max:
 }
 
 /** The demo options the arguments ask for, `'help'`, and whether progress must be plain lines. */
-function optionsFrom(args: string[]): { options: DemoOptions; plain: boolean; compare: boolean } | 'help' {
+function optionsFrom(
+  args: string[],
+): { options: DemoOptions; plain: boolean; compare: boolean; keepOpen: boolean } | 'help' {
   let values: ReturnType<typeof parse>['values'];
   try {
     values = parse(args).values;
@@ -69,7 +74,13 @@ function optionsFrom(args: string[]): { options: DemoOptions; plain: boolean; co
   if (seed !== undefined) options.seed = seed;
   if (values.compare === true && values['no-split'] === true)
     throw new UsageError('--compare runs both variants: leave out --no-split');
-  return { options, plain: values.plain === true, compare: values.compare === true };
+  if (values['no-console'] === true) options.console = false;
+  return {
+    options,
+    plain: values.plain === true,
+    compare: values.compare === true,
+    keepOpen: values['keep-open'] === true,
+  };
 }
 
 function parse(args: string[]) {
@@ -87,6 +98,8 @@ function parse(args: string[]) {
       grace: { type: 'string' },
       seed: { type: 'string' },
       plain: { type: 'boolean' },
+      'keep-open': { type: 'boolean' },
+      'no-console': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -116,25 +129,70 @@ async function demo(args: string[], io: CliIo): Promise<number> {
   io.stdout(
     `shadow-sync demo: starting the local service, its rules, the Lambdas and ${options.devices ?? 50} air conditioners...`,
   );
-  // Ctrl-C ends the app traffic early and still prints the summary; a second one stops at once.
+  // Ctrl-C ends the app traffic early and still prints the summary; a second one stops at once. While the demo is
+  // kept open after its summary, Ctrl-C shuts it down.
   const abort = new AbortController();
+  let release: (() => void) | undefined;
   const onSignal = () => {
+    if (release !== undefined) {
+      release();
+      release = undefined;
+      return;
+    }
     if (abort.signal.aborted) process.exit(130);
     abort.abort();
     io.stderr('\nshadow-sync demo: stopping app traffic (Ctrl-C again to quit now)');
   };
-  process.on('SIGINT', onSignal);
-  try {
-    const summary = await runDemo({ ...options, onProgress, signal: abort.signal });
+  const onStarted = ({ consoleUrl }: { consoleUrl: string | undefined }) => {
+    if (consoleUrl !== undefined) io.stdout(`shadow-sync demo: web console at ${consoleUrl}`);
+  };
+  /** With --keep-open: print what the run found, then keep the system up until Ctrl-C. */
+  const holdOpen = async (print: () => void) => {
     if (shown) process.stdout.write('\n');
     shown = false;
-    for (const line of formatDemoSummary(summary)) io.stdout(line);
+    print();
+    io.stdout('shadow-sync demo: still running (the fleet keeps reporting); Ctrl-C to stop');
+    await new Promise<void>((resolve) => {
+      release = resolve;
+    });
+  };
+  process.on('SIGINT', onSignal);
+  try {
+    let printed = false;
+    const first = (summary: DemoSummary) => {
+      printed = true;
+      for (const line of formatDemoSummary(summary)) io.stdout(line);
+    };
+    const summary = await runDemo({
+      ...options,
+      onProgress,
+      onStarted,
+      signal: abort.signal,
+      ...(parsed.keepOpen && !parsed.compare
+        ? { keepOpen: (s: DemoSummary) => holdOpen(() => first(s)) }
+        : {}),
+    });
+    if (shown) process.stdout.write('\n');
+    shown = false;
+    if (!printed) first(summary);
     if (!parsed.compare) return demoPassed(summary) ? 0 : 1;
     io.stdout('\nshadow-sync demo: the same fleet and traffic again, without the split policy...');
-    const noSplit = await runDemo({ ...options, split: false, onProgress, signal: abort.signal });
+    let comparedPrinted = false;
+    const compared = (noSplit: DemoSummary) => {
+      comparedPrinted = true;
+      for (const line of formatDemoSummary(noSplit)) io.stdout(line);
+      for (const line of formatDemoComparison(summary, noSplit)) io.stdout(line);
+    };
+    const noSplit = await runDemo({
+      ...options,
+      split: false,
+      onProgress,
+      onStarted,
+      signal: abort.signal,
+      ...(parsed.keepOpen ? { keepOpen: (s: DemoSummary) => holdOpen(() => compared(s)) } : {}),
+    });
     if (shown) process.stdout.write('\n');
-    for (const line of formatDemoSummary(noSplit)) io.stdout(line);
-    for (const line of formatDemoComparison(summary, noSplit)) io.stdout(line);
+    if (!comparedPrinted) compared(noSplit);
     return demoPassed(summary) && demoPassed(noSplit) ? 0 : 1;
   } catch (error) {
     if (shown) process.stdout.write('\n');

@@ -55,6 +55,10 @@ Options:
   --faults JSON             inject faults into outgoing shadow messages, for example
                               --faults '{"seed":7,"drop":0.1,"duplicate":0.05,"delay":0.2,"delayMs":[1,50],"reorder":0.1}'
                             keys: seed, drop, duplicate, delay, delayMs, reorder, reorderWindowMs
+  --no-console              do not serve the web console (by default served at <http endpoint>/console, and
+                            its address printed on stderr, when listening on loopback without --require-sigv4)
+  --console                 serve the web console even on another interface or with --require-sigv4 (it then
+                            answers loopback clients only); it has no login of its own
 
 MQTT device policy (embedded broker or mosquitto; like an AWS IoT policy with \${iot:Connection.Thing.ThingName}):
   --service-credentials USER:PASS  clients logging in with these may use every topic; every other client is a
@@ -178,6 +182,9 @@ function optionsFrom(args: string[]): ShadowServiceOptions | 'help' {
   if (values.help === true) return 'help';
   const options: ShadowServiceOptions = {};
   if (values.host !== undefined) options.host = values.host;
+  if (values.console === true && values['no-console'] === true)
+    throw new UsageError('--console and --no-console contradict each other');
+  options.console = values['no-console'] === true ? false : values.console === true ? true : 'loopback';
   const httpPort = parsePort(values['http-port'], '--http-port');
   if (httpPort !== undefined) options.httpPort = httpPort;
   const mqttPort = parsePort(values['mqtt-port'], '--mqtt-port');
@@ -282,6 +289,8 @@ function parse(args: string[]) {
       'tls-cert': { type: 'string' },
       'tls-ca': { type: 'string' },
       'require-client-cert': { type: 'boolean' },
+      console: { type: 'boolean' },
+      'no-console': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -302,6 +311,7 @@ async function serve(args: string[], io: CliIo): Promise<number> {
   }
   io.stdout(`${service.httpEndpoint} ${service.mqttUrl}`);
   io.stderr(`shadow-sync serve: MQTT via ${service.mqtt.brokerInfo.description}`);
+  if (service.consoleUrl !== undefined) io.stderr(`shadow-sync serve: web console at ${service.consoleUrl}`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));

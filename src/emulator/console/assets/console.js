@@ -20,7 +20,8 @@
       /[&<>"']/g,
       (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
     );
-  const keyOf = (thing, shadow) => `${thing}\u0000${shadow}`;
+  // Thing and shadow names cannot contain '/', so it separates them (a NUL would not survive an HTML attribute).
+  const keyOf = (thing, shadow) => `${thing}/${shadow}`;
   const pad = (n) => String(n).padStart(2, '0');
   const clock = (ms) => {
     if (!ms) return '—';
@@ -154,13 +155,12 @@
     });
     parts.push(`<polyline class="conflict" points="${lines.conflict.join(' ')}"/>`);
     parts.push(`<polyline class="throttled" points="${lines.throttled.join(' ')}"/>`);
-    parts.push(`<text x="3" y="10" font-size="9" fill="#6b6f7b">${Math.round(max * perMin)}/min</text>`);
     svg.innerHTML = parts.join('');
     const last = rows[rows.length - 1] ?? [0, 0, 0, 0, 0];
     const sum = rows.reduce((acc, r) => acc.map((v, k) => v + r[k]), [0, 0, 0, 0, 0]);
     const minutes = (rows.length * series.bucketMs) / 60000;
     totals.textContent =
-      `now ${Math.round((last[0] + last[1] + last[2]) * perMin)} versions/min · last ${minutes} min: ` +
+      `now ${Math.round((last[0] + last[1] + last[2]) * perMin)} versions/min (scale ${Math.round(max * perMin)}/min) · last ${minutes} min: ` +
       `app ${sum[0]}, device ${sum[1]}, other ${sum[2]}, 409 ${sum[3]}, 429 ${sum[4]}`;
     svg.dataset.totals = JSON.stringify(sum);
   }
@@ -295,7 +295,9 @@
     if (state.detail !== undefined) state.detail.source.close();
     state.selected = key;
     for (const [k, tr] of state.rows) tr.classList.toggle('sel', k === key);
-    const [thing, shadow] = key.split('\u0000');
+    const cut = key.indexOf('/');
+    const thing = key.slice(0, cut);
+    const shadow = key.slice(cut + 1);
     $('detail').hidden = false;
     $('empty').hidden = true;
     $('d-title').textContent = shadow === '' ? `${thing} · classic shadow` : `${thing} · ${shadow}`;
