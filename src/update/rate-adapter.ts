@@ -39,7 +39,7 @@ export interface RateAdapterSettings {
 export const RATE_ADAPTER_DEFAULTS: Readonly<Omit<RateAdapterSettings, 'ceiling'>> = Object.freeze({
   floor: 0.25,
   decrease: 0.5,
-  increasePerSecond: 0.1,
+  increasePerSecond: 0.3,
   quietDoublingMs: 4_000,
 });
 
