@@ -123,8 +123,8 @@ export function mapAwsError(error: unknown, target: ShadowTarget, expectedVersio
     if (wait === undefined) return mapped;
     return new ShadowThrottledError(`${mapped.message} (retry after ${wait} ms)`, {
       ...context,
-      awsCode: mapped.awsCode,
-      awsMessage: mapped.awsMessage,
+      awsCode: errorType,
+      awsMessage: message,
       statusCode: 429,
       retryAfterMs: wait,
     });
