@@ -24,9 +24,11 @@ const cleanups: Array<() => void> = [];
 
 beforeAll(async () => {
   service = await startShadowService(); // default limits: AWS's quotas
-  expect(service.engine.limits?.requestsPerSecondPerThing ?? DEFAULT_LIMITS.requestsPerSecondPerThing).toBe(
-    20,
-  );
+  expect(service.engine.limits).toMatchObject({
+    requestsPerSecondPerThing: DEFAULT_LIMITS.requestsPerSecondPerThing,
+    maxInFlightPerThing: DEFAULT_LIMITS.maxInFlightPerThing,
+  });
+  expect(DEFAULT_LIMITS).toMatchObject({ requestsPerSecondPerThing: 20, maxInFlightPerThing: 10 });
 });
 
 afterAll(async () => {
