@@ -10,7 +10,15 @@
  * rewrite the Markdown, charts and headlines from the JSON already in `bench/results/`), `--help`.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -55,18 +63,40 @@ function tinybenchVersion(): string {
   return (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
 }
 
-/** In a fork: measures every group of one suite and writes the raw figures to `out`. */
+/**
+ * In a fork: measures every group of one suite and writes the raw figures to `out`.
+ *
+ * Suites unref their servers, sockets and timers so that a finished fork can exit; but then a suite waiting
+ * on one of them has nothing keeping the process alive, and Node exits with code 0 in the middle of the
+ * suite, without its figures (the `service` suite once did so on a loaded machine: `ENOENT .../service-0.json`).
+ * A ref'd timer holds the process open until the figures are written, and a fork that ends any other way
+ * says why and exits non-zero.
+ */
 async function runFork(suite: BenchSuite, quick: boolean, rounds: number, out: string): Promise<void> {
   const settings = { ...suiteSettings(suite, quick), rounds };
   const measured: (RawGroup & { timed: boolean })[] = [];
+  let stage = 'building its groups';
+  let written = false;
+  const holdOpen = setInterval(() => {}, 60_000);
+  process.on('exit', (code) => {
+    if (written) return;
+    console.error(
+      `bench fork of suite '${suite.name}' is exiting (code ${code}) without its figures, while ${stage}`,
+    );
+    if (code === 0) process.exitCode = 1;
+  });
   try {
     for (const group of await suite.groups({ quick })) {
+      stage = `measuring group '${group.name}'`;
       measured.push({ ...(await measureGroup(group, settings)), timed: group.kind !== 'scenario' });
     }
   } finally {
+    stage = 'tearing down';
     await suite.teardown?.();
   }
   writeFileSync(out, JSON.stringify(measured));
+  written = true;
+  clearInterval(holdOpen);
 }
 
 /** Runs this script as a fork for `suite` and returns what it measured. */
@@ -96,7 +126,13 @@ async function fork(
     child.on('exit', resolve);
   });
   if (code !== 0)
-    throw new Error(`fork ${index + 1} of suite '${suite.name}' exited with code ${String(code)}`);
+    throw new Error(
+      `fork ${index + 1} of suite '${suite.name}' exited with code ${String(code)} (its reason is printed above)`,
+    );
+  if (!existsSync(out))
+    throw new Error(
+      `fork ${index + 1} of suite '${suite.name}' exited with code 0 but wrote no figures to ${out}`,
+    );
   return JSON.parse(readFileSync(out, 'utf8')) as (RawGroup & { timed: boolean })[];
 }
 

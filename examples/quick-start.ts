@@ -1,6 +1,7 @@
 /**
  * Quick start: an app changes a device's desired state through the real AWS SDK, against the local shadow
- * service, while other writers race it. No update is lost and no request is sent when nothing changes.
+ * service, while independent writers race it under AWS's per-thing quota. No update is lost and no request is
+ * sent when nothing changes.
  *
  * Run: `npx tsx examples/quick-start.ts`
  */
@@ -8,6 +9,10 @@ import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
 import { startShadowService } from '../src/emulator/index.js';
 import { createShadowClient, isShadowNotFoundError, type ShadowEvent } from '../src/index.js';
 import { awsTransport } from '../src/transports/aws.js';
+
+/** Independent writers of the quick start, and the increments each makes. */
+export const WRITERS = 5;
+export const INCREMENTS_EACH = 4;
 
 /** What the quick start observed, for its test. */
 export interface QuickStartResult {
@@ -38,18 +43,34 @@ export async function runQuickStart(log: (line: string) => void = console.log): 
     // Read-modify-write: the intent sees the current document (undefined before the shadow exists).
     await aircon.update(() => ({ desired: { power: 'on', targetTemp: 22 } }));
 
-    // Five independent clients (as five Lambdas would be) increment one counter at once: versioned writes
-    // conflict, the library re-reads, re-runs the intent and retries with jittered backoff.
-    const writers = Array.from({ length: 5 }, () =>
-      createShadowClient({ transport: awsTransport(iot), onEvent }),
-    );
-    await Promise.all(
-      writers.map((writer) =>
-        writer
-          .shadow('aircon-1')
-          .update((current) => ({ desired: { changes: Number(current?.state.desired?.changes ?? 0) + 1 } })),
-      ),
-    );
+    // Five independent writers (as five Lambdas would be: each its own SDK client and its own shadow-sync
+    // client, sharing nothing) increment one counter four times each, at once, under AWS's per-thing quota
+    // (20 requests/s): versioned writes conflict and the service throttles; with default options the library
+    // re-reads, re-runs the intent, paces each client to its share of the quota, and every update lands.
+    const lambdas = Array.from({ length: WRITERS }, () => {
+      const ownIot = new IoTDataPlaneClient({
+        endpoint: service.httpEndpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+        maxAttempts: 1,
+      });
+      return { ownIot, shadows: createShadowClient({ transport: awsTransport(ownIot), onEvent }) };
+    });
+    try {
+      await Promise.all(
+        lambdas.map(async ({ shadows: own }) => {
+          for (let i = 0; i < INCREMENTS_EACH; i++) {
+            await own
+              .shadow('aircon-1')
+              .update((current) => ({
+                desired: { changes: Number(current?.state.desired?.changes ?? 0) + 1 },
+              }));
+          }
+        }),
+      );
+    } finally {
+      for (const { ownIot } of lambdas) ownIot.destroy();
+    }
 
     // A blind merge needs no read and cannot conflict; a change already in place sends nothing.
     await aircon.merge({ reported: { power: 'on', targetTemp: 22 } });

@@ -62,17 +62,49 @@ export class ShadowNotFoundError extends ShadowError {
   readonly code = 'NOT_FOUND' as const;
 }
 
-/** A versioned update kept losing to other writers until the retry budget ran out. */
+/**
+ * What a round of the update engine went through before it gave up: carried by the give-up errors
+ * (`ShadowConflictError`, `ShadowThrottledError`) so that a caller can tell a lost race from a quota.
+ */
+export interface RetryTally {
+  /** Attempts made (each ran the intents once and sent at most one write, or one read / delete). */
+  attempts: number;
+  /** Attempts whose versioned write lost to another writer (409). */
+  conflicts: number;
+  /** Attempts the service throttled (429). */
+  throttles: number;
+  /** Milliseconds from the round's start to giving up, waits included. */
+  elapsedMs: number;
+}
+
+/**
+ * A versioned update kept losing to other writers until the retry budget ran out (or, thrown by a transport,
+ * one 409). `conflicts`, `throttles` and `elapsedMs` say what the round went through.
+ */
 export class ShadowConflictError extends ShadowError {
   override readonly name = 'ShadowConflictError' as const;
   readonly code = 'CONFLICT' as const;
-  /** Requests made before giving up. */
+  /** Attempts made before giving up. */
   readonly attempts: number;
+  /** Attempts that lost to another writer (409). */
+  readonly conflicts: number;
+  /** Attempts the service throttled (429). */
+  readonly throttles: number;
+  /** Milliseconds spent before giving up (0 for a single rejection). */
+  readonly elapsedMs: number;
   /** The newest document seen, if any. */
   readonly lastDocument: unknown;
-  constructor(message: string, context: ShadowErrorContext & { attempts: number; lastDocument?: unknown }) {
+  constructor(
+    message: string,
+    context: ShadowErrorContext & { attempts: number; lastDocument?: unknown } & Partial<
+        Omit<RetryTally, 'attempts'>
+      >,
+  ) {
     super(message, context);
     this.attempts = context.attempts;
+    this.conflicts = context.conflicts ?? context.attempts;
+    this.throttles = context.throttles ?? 0;
+    this.elapsedMs = context.elapsedMs ?? 0;
     this.lastDocument = context.lastDocument;
   }
 }
@@ -83,10 +115,35 @@ export class ShadowRejectedError extends ShadowError {
   readonly code = 'REJECTED' as const;
 }
 
-/** The service throttled the request (429) and retries, if any, were exhausted. */
+/**
+ * The service throttled the request (429): thrown by a transport for one 429 (with `retryAfterMs` when the
+ * service sent `Retry-After`), and by the update engine when a round's time ran out while the service kept
+ * throttling it (with what the round went through).
+ */
 export class ShadowThrottledError extends ShadowError {
   override readonly name = 'ShadowThrottledError' as const;
   readonly code = 'THROTTLED' as const;
+  /** Milliseconds the service asked to wait (`Retry-After`), when it said. */
+  readonly retryAfterMs: number | undefined;
+  /** Attempts made before giving up (1 for a single rejection). */
+  readonly attempts: number;
+  /** Attempts that lost to another writer (409). */
+  readonly conflicts: number;
+  /** Attempts the service throttled (429). */
+  readonly throttles: number;
+  /** Milliseconds spent before giving up (0 for a single rejection). */
+  readonly elapsedMs: number;
+  constructor(
+    message: string,
+    context: ShadowErrorContext & Partial<RetryTally> & { retryAfterMs?: number } = {},
+  ) {
+    super(message, context);
+    this.retryAfterMs = context.retryAfterMs;
+    this.attempts = context.attempts ?? 1;
+    this.conflicts = context.conflicts ?? 0;
+    this.throttles = context.throttles ?? 1;
+    this.elapsedMs = context.elapsedMs ?? 0;
+  }
 }
 
 /** A request would break a service limit (size, depth, name, clientToken); refused before sending. */

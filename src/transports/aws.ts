@@ -16,6 +16,7 @@ import {
   type ShadowError,
   ShadowOptionsError,
   ShadowRejectedError,
+  ShadowThrottledError,
   ShadowTransportError,
 } from '../errors.js';
 import { decodeResponseBody } from './response-decoder.js';
@@ -60,6 +61,38 @@ interface SdkErrorLike {
   name?: unknown;
   message?: unknown;
   $metadata?: { httpStatusCode?: unknown };
+  /** The raw HTTP response the SDK attaches (non-enumerable) to service errors. */
+  $response?: { headers?: Record<string, unknown> };
+}
+
+/**
+ * The wait a throttled answer asks for, in milliseconds: `x-amz-retry-after` (milliseconds) or `Retry-After`
+ * (seconds, or an HTTP date), as the AWS SDKs read them. AWS IoT does not document either header for the
+ * shadow data plane; when one is present the update engine pauses the thing until then.
+ *
+ * @param headers - the response headers (any case)
+ * @param now - the current epoch millisecond, for an HTTP date
+ * @returns the wait, or `undefined` when there is no (valid) header
+ */
+export function retryAfterMs(
+  headers: Record<string, unknown> | undefined,
+  now: number = Date.now(),
+): number | undefined {
+  if (headers === undefined) return undefined;
+  let seconds: string | undefined;
+  let milliseconds: string | undefined;
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') continue;
+    const lower = name.toLowerCase();
+    if (lower === 'x-amz-retry-after') milliseconds = value;
+    else if (lower === 'retry-after') seconds = value;
+  }
+  if (milliseconds !== undefined && /^\d+(\.\d+)?$/.test(milliseconds.trim())) return Number(milliseconds);
+  if (seconds === undefined) return undefined;
+  const trimmed = seconds.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 /**
@@ -85,7 +118,16 @@ export function mapAwsError(error: unknown, target: ShadowTarget, expectedVersio
   const httpStatus = sdk.$metadata?.httpStatusCode;
   if (Object.hasOwn(STATUS_BY_ERROR_TYPE, name)) {
     const errorType = name as ShadowErrorType;
-    return errorFromRejection({ code: STATUS_BY_ERROR_TYPE[errorType], message, errorType }, context);
+    const mapped = errorFromRejection({ code: STATUS_BY_ERROR_TYPE[errorType], message, errorType }, context);
+    const wait = mapped.code === 'THROTTLED' ? retryAfterMs(sdk.$response?.headers) : undefined;
+    if (wait === undefined) return mapped;
+    return new ShadowThrottledError(`${mapped.message} (retry after ${wait} ms)`, {
+      ...context,
+      awsCode: errorType,
+      awsMessage: message,
+      statusCode: 429,
+      retryAfterMs: wait,
+    });
   }
   if (typeof httpStatus === 'number') {
     return new ShadowRejectedError(`${describeTarget(context)}: ${name} (${httpStatus}) ${message}`, {

@@ -20,10 +20,12 @@ export interface ShadowClientOptions {
   /** How requests reach the service: `awsTransport(...)`, `mqttTransport(...)` or your own. */
   transport: ShadowTransport;
   /**
-   * Most attempts one round may make before giving up with `ShadowConflictError` (or the last throttling /
-   * server error). An attempt runs the intents once and sends at most one write, plus the read of the base
-   * document when no current one is known (and one confirming read before a skip or a failure decided on a
-   * remembered document), so a round may send up to three times this many requests.
+   * Most attempts of one round that may lose to another writer (409) or meet a server error (5xx) before the
+   * round gives up with `ShadowConflictError` (or the last server error). Throttled attempts (429) do not
+   * count: they spend only time, bounded by `maxElapsedMs`, after which the round gives up with
+   * `ShadowThrottledError`. An attempt runs the intents once and sends at most one write, plus the read of
+   * the base document when no current one is used (and one confirming read before a skip or a failure
+   * decided on a remembered document).
    * @defaultValue 10
    */
   maxAttempts?: number;
@@ -44,11 +46,19 @@ export interface ShadowClientOptions {
    */
   maxDelayMs?: number;
   /**
-   * Requests per second this client sends per thing (all its shadows together); the service's quota is 20.
-   * `Infinity` disables the rate limit.
+   * Requests per second this client sends per thing at most (all its shadows together); the service's quota
+   * is 20. With `adaptiveRate` the client starts here and lowers its rate when the service throttles it.
+   * `Infinity` disables the rate limit (and the adaptation).
    * @defaultValue 20
    */
   requestsPerSecondPerThing?: number;
+  /**
+   * Adapt each thing's rate to the service's 429s: halve it on a throttle, climb back while requests pass
+   * (see `rate-adapter.ts`), and wait out a `Retry-After`. Independent clients of one thing (Lambdas, each
+   * with its own client) then share the per-thing quota instead of throttling each other's rounds to death.
+   * @defaultValue true
+   */
+  adaptiveRate?: boolean;
   /**
    * Requests this client keeps in flight per thing; the service's quota is 10. `Infinity` disables it.
    * @defaultValue 10
@@ -60,11 +70,15 @@ export interface ShadowClientOptions {
    */
   coalesce?: boolean;
   /**
-   * Use a document the engine or the transport already knows (from earlier answers or `update/documents`)
-   * instead of reading first. A stale one costs one 409 and a read, never correctness.
-   * @defaultValue true
+   * Whether a round writes on a document the engine or the transport already knows (from earlier answers or
+   * `update/documents`) instead of reading first. A stale one costs a 409 and a read (three requests instead
+   * of two), never correctness. `'auto'` decides per shadow (see `base-chooser.ts`): it reads first when the
+   * last write left a delta a device will answer (unless the transport hears the answer), or when
+   * remembered documents keep turning out stale; each decision is an `onEvent` `base` event. `true` always
+   * uses a known document, `false` always reads.
+   * @defaultValue 'auto'
    */
-  useKnownDocuments?: boolean;
+  useKnownDocuments?: boolean | 'auto';
   /**
    * Service limits checked before any request (size, depth, names, clientToken).
    * @defaultValue DEFAULT_LIMITS
@@ -89,8 +103,9 @@ export interface ResolvedShadowClientOptions {
   maxDelayMs: number;
   requestsPerSecondPerThing: number;
   maxInFlightPerThing: number;
+  adaptiveRate: boolean;
   coalesce: boolean;
-  useKnownDocuments: boolean;
+  useKnownDocuments: boolean | 'auto';
   limits: Partial<ShadowLimits>;
   onEvent: ((event: ShadowEvent) => void) | undefined;
   logger: ShadowLogger;
@@ -115,8 +130,9 @@ export const SHADOW_CLIENT_DEFAULTS = Object.freeze({
   maxDelayMs: 1_000,
   requestsPerSecondPerThing: DEFAULT_LIMITS.requestsPerSecondPerThing,
   maxInFlightPerThing: DEFAULT_LIMITS.maxInFlightPerThing,
+  adaptiveRate: true,
   coalesce: true,
-  useKnownDocuments: true,
+  useKnownDocuments: 'auto' as boolean | 'auto',
 });
 
 const KNOWN_KEYS = new Set<string>([
@@ -127,6 +143,7 @@ const KNOWN_KEYS = new Set<string>([
   'maxDelayMs',
   'requestsPerSecondPerThing',
   'maxInFlightPerThing',
+  'adaptiveRate',
   'coalesce',
   'useKnownDocuments',
   'limits',
@@ -223,12 +240,15 @@ export function resolveShadowClientOptions(options: ShadowClientOptions): Resolv
       infinity: true,
     },
   );
-  const booleanOption = (name: 'coalesce' | 'useKnownDocuments'): boolean => {
+  const booleanOption = (name: 'coalesce' | 'adaptiveRate'): boolean => {
     const value = options[name];
     if (value === undefined) return d[name];
     if (typeof value !== 'boolean') fail(`${name} must be a boolean, got ${String(value)}`);
     return value;
   };
+  const useKnownDocuments = options.useKnownDocuments ?? d.useKnownDocuments;
+  if (typeof useKnownDocuments !== 'boolean' && useKnownDocuments !== 'auto')
+    fail(`useKnownDocuments must be true, false or 'auto', got ${String(useKnownDocuments)}`);
   const limits = options.limits ?? {};
   if (typeof limits !== 'object' || limits === null) fail('limits must be an object');
   const logger = options.logger ?? {};
@@ -246,8 +266,9 @@ export function resolveShadowClientOptions(options: ShadowClientOptions): Resolv
     maxDelayMs,
     requestsPerSecondPerThing,
     maxInFlightPerThing,
+    adaptiveRate: booleanOption('adaptiveRate'),
     coalesce: booleanOption('coalesce'),
-    useKnownDocuments: booleanOption('useKnownDocuments'),
+    useKnownDocuments,
     limits,
     onEvent: optionalFunction('onEvent', options.onEvent),
     logger,

@@ -2,17 +2,23 @@
  * How the engine retries: p-retry drives the attempts, with FULL jitter. p-retry 7's own `randomize`
  * multiplies the exponential delay by a factor in [1, 2), which keeps competing writers bunched together
  * (with 100 writers on one version that costs about 1,850 writes instead of about 800, see DESIGN.md).
- * So p-retry's own delay is switched off (`minTimeout: 0`) and the wait happens in `shouldRetry`, which
- * p-retry calls only when a retry will actually happen (attempts and time left): a random time between 0
- * and `min(maxDelayMs, baseDelayMs * 2^(n-1))` before the n-th retry.
+ * So p-retry's own delay and attempt count are switched off (`minTimeout: 0`, `retries: Infinity`) and the
+ * budget and the wait live in `shouldRetry`, which p-retry calls only when a retry is possible.
+ *
+ * Two budgets, because a lost race and a quota are different things: 409s (and 5xx) spend `maxAttempts`;
+ * 429s spend nothing but time (`maxElapsedMs`). A 429 says the thing's quota is busy, not that the round's
+ * intent lost: counting it as a conflict made rounds give up under load with a message blaming other
+ * writers. The pacing after a 429 belongs to the per-thing limiter (whose rate the 429 cut); the jittered
+ * wait here only spreads the retries of one client's concurrent rounds.
  */
 import pRetry from 'p-retry';
-import { isShadowError, type ShadowError } from '../errors.js';
+import { isShadowError, type RetryTally, type ShadowError } from '../errors.js';
 import type { ShadowClock } from './client-options.js';
 import type { RetryReason } from './shadow-events.js';
 
 /** The retry settings of one round. */
 export interface RetryPolicy {
+  /** Attempts that lost to another writer (409) or met a 5xx, at most, before giving up. */
   maxAttempts: number;
   maxElapsedMs: number;
   baseDelayMs: number;
@@ -57,33 +63,69 @@ export interface RetryObserver {
   onRetry?(info: { attempt: number; delayMs: number; reason: RetryReason; error: ShadowError }): void;
 }
 
+/** What a round went through so far, filled in by {@link withRetries} as it goes. */
+export interface RoundTally extends RetryTally {
+  /** Attempts that met a 5xx. */
+  serverErrors: number;
+  /** The clock's epoch milliseconds when the round started. */
+  startedAt: number;
+}
+
+/** A fresh {@link RoundTally} starting now. */
+export function newRoundTally(clock: ShadowClock): RoundTally {
+  return { attempts: 0, conflicts: 0, throttles: 0, serverErrors: 0, elapsedMs: 0, startedAt: clock.now() };
+}
+
 /**
- * Runs `attempt` until it succeeds, a non-retryable error occurs, or attempts or time run out; then the
- * last error is rethrown unchanged (the caller turns an exhausted conflict into `ShadowConflictError`).
+ * Runs `attempt` until it succeeds, a non-retryable error occurs, or the budgets run out; then the last
+ * error is rethrown unchanged (the caller turns an exhausted round into its give-up error, using `tally`).
  *
  * @param attempt - one attempt; receives its 1-based number
  * @param policy - bounds and backoff
  * @param observer - told about every retry
+ * @param tally - counts attempts, conflicts, throttles and elapsed time; pass one to read them afterwards
  */
 export async function withRetries<T>(
   attempt: (attemptNumber: number) => Promise<T>,
   policy: RetryPolicy,
   observer: RetryObserver = {},
+  tally: RoundTally = newRoundTally(policy.clock),
 ): Promise<T> {
-  const startedAt = policy.clock.now();
-  return pRetry(attempt, {
-    retries: policy.maxAttempts - 1,
-    minTimeout: 0,
-    maxTimeout: 0,
-    randomize: false,
-    shouldRetry: async ({ error, attemptNumber }) => {
-      const reason = retryReason(error);
-      if (reason === undefined) return false;
-      const delayMs = fullJitterDelay(attemptNumber, policy);
-      if (policy.clock.now() - startedAt + delayMs > policy.maxElapsedMs) return false;
-      observer.onRetry?.({ attempt: attemptNumber, delayMs, reason, error: error as ShadowError });
-      if (delayMs > 0) await policy.clock.sleep(delayMs);
-      return true;
-    },
-  });
+  const count = (error: unknown): RetryReason | undefined => {
+    tally.elapsedMs = policy.clock.now() - tally.startedAt;
+    const reason = retryReason(error);
+    if (reason === 'conflict') tally.conflicts++;
+    else if (reason === 'throttled') tally.throttles++;
+    else if (reason === 'server-error') tally.serverErrors++;
+    return reason;
+  };
+  try {
+    return await pRetry(
+      (attemptNumber) => {
+        tally.attempts = attemptNumber;
+        return attempt(attemptNumber);
+      },
+      {
+        retries: Number.POSITIVE_INFINITY,
+        minTimeout: 0,
+        maxTimeout: 0,
+        randomize: false,
+        shouldRetry: async ({ error, attemptNumber }) => {
+          const reason = count(error);
+          if (reason === undefined) return false;
+          // 429s are bounded by time only; 409s and 5xx by attempts as well.
+          if (reason !== 'throttled' && tally.conflicts + tally.serverErrors >= policy.maxAttempts)
+            return false;
+          const exponent = reason === 'throttled' ? tally.throttles : tally.conflicts + tally.serverErrors;
+          const delayMs = fullJitterDelay(exponent, policy);
+          if (tally.elapsedMs + delayMs > policy.maxElapsedMs) return false;
+          observer.onRetry?.({ attempt: attemptNumber, delayMs, reason, error: error as ShadowError });
+          if (delayMs > 0) await policy.clock.sleep(delayMs);
+          return true;
+        },
+      },
+    );
+  } finally {
+    tally.elapsedMs = policy.clock.now() - tally.startedAt;
+  }
 }

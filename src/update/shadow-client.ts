@@ -33,15 +33,25 @@ import {
   type ShadowError,
   ShadowNotFoundError,
   ShadowOptionsError,
+  ShadowThrottledError,
 } from '../errors.js';
 import type { KnownState, ShadowDocument, ShadowTransport } from '../transports/transport.js';
+import {
+  type BaseHistory,
+  chooseBase,
+  learnFromOwnWrite,
+  learnFromRead,
+  learnFromWrite,
+  newBaseHistory,
+} from './base-chooser.js';
 import {
   type ResolvedShadowClientOptions,
   resolveShadowClientOptions,
   type ShadowClientOptions,
 } from './client-options.js';
 import { type Coalescer, createCoalescer } from './coalescer.js';
-import { withRetries } from './retry-policy.js';
+import { RATE_ADAPTER_DEFAULTS } from './rate-adapter.js';
+import { newRoundTally, type RoundTally, withRetries } from './retry-policy.js';
 import { createEventSink, type EventSink, type ShadowRequestOperation } from './shadow-events.js';
 import { createThingLimiter, type ThingLimiter } from './thing-limiter.js';
 import {
@@ -168,6 +178,8 @@ interface ShadowEntry {
   target: ShadowTarget;
   /** What the engine itself last learned (answers to its own requests, predictions after writes). */
   knowledge: KnownState | undefined;
+  /** How remembered documents of this shadow have fared (see `base-chooser.ts`). */
+  history: BaseHistory;
   /** Reads and deletes running (rounds are counted by the queue). */
   busy: number;
   queue: Coalescer<PendingCall>;
@@ -221,6 +233,7 @@ export function createShadowClient(options: ShadowClientOptions): ShadowClient {
     requestsPerSecond: settings.requestsPerSecondPerThing,
     maxInFlight: settings.maxInFlightPerThing,
     clock: settings.clock,
+    adaptive: settings.adaptiveRate ? RATE_ADAPTER_DEFAULTS : false,
     onWait: (thingName, waitMs) => {
       for (const entry of entries.values()) {
         if (entry.target.thingName === thingName) {
@@ -260,6 +273,7 @@ export function createShadowClient(options: ShadowClientOptions): ShadowClient {
       const created: ShadowEntry = {
         target,
         knowledge: undefined,
+        history: newBaseHistory(),
         busy: 0,
         queue: createCoalescer<PendingCall>({
           coalesce: settings.coalesce,
@@ -400,44 +414,77 @@ class Engine {
     };
   }
 
-  /** One request through the limiter, with attempt / latency / throttled / conflict events. */
+  /**
+   * One request through the limiter, with attempt / latency / throttled / conflict events; tells the
+   * limiter whether the service throttled it, so that the thing's rate adapts. `tokens` as in the limiter.
+   */
   private async request<T>(
     entry: ShadowEntry,
     operation: ShadowRequestOperation,
     attempt: number,
     send: () => Promise<T>,
     expectedVersion?: number,
+    tokens = 1,
   ): Promise<T> {
     const { target } = entry;
-    return this.limiter.run(target.thingName, async () => {
-      this.sink.emit({
-        type: 'attempt',
-        target,
-        operation,
-        attempt,
-        ...(expectedVersion === undefined ? {} : { expectedVersion }),
-      });
-      const started = performance.now();
-      try {
-        const result = await send();
-        this.sink.emit({ type: 'latency', target, operation, ms: performance.now() - started, ok: true });
-        return result;
-      } catch (error) {
-        this.sink.emit({ type: 'latency', target, operation, ms: performance.now() - started, ok: false });
-        if (isShadowError(error)) {
-          if (error.code === 'THROTTLED') this.sink.emit({ type: 'throttled', target, source: 'service' });
-          if (error.code === 'CONFLICT' && expectedVersion !== undefined) {
-            this.sink.emit({ type: 'conflict', target, attempt, expectedVersion });
+    const thingName = target.thingName;
+    return this.limiter.run(
+      thingName,
+      async ({ sentAt }) => {
+        this.sink.emit({
+          type: 'attempt',
+          target,
+          operation,
+          attempt,
+          ...(expectedVersion === undefined ? {} : { expectedVersion }),
+        });
+        const started = performance.now();
+        try {
+          const result = await send();
+          this.limiter.succeeded(thingName);
+          this.sink.emit({ type: 'latency', target, operation, ms: performance.now() - started, ok: true });
+          return result;
+        } catch (error) {
+          this.sink.emit({ type: 'latency', target, operation, ms: performance.now() - started, ok: false });
+          if (isShadowError(error)) {
+            if (error.code === 'THROTTLED') {
+              const retryAfterMs = (error as ShadowThrottledError).retryAfterMs;
+              this.limiter.throttled(thingName, sentAt, retryAfterMs);
+              this.sink.emit({
+                type: 'throttled',
+                target,
+                source: 'service',
+                ratePerSecond: this.limiter.rate(thingName),
+                ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+              });
+            } else if (error.statusCode !== undefined) {
+              // Any other answer of the service (409, 404, 5xx...) says the quota let the request in.
+              this.limiter.succeeded(thingName);
+            }
+            if (error.code === 'CONFLICT' && expectedVersion !== undefined) {
+              this.sink.emit({ type: 'conflict', target, attempt, expectedVersion });
+            }
           }
+          throw error;
         }
-        throw error;
-      }
-    });
+      },
+      { tokens },
+    );
   }
 
-  /** Reads through the transport and records what it learned. */
-  private async read(entry: ShadowEntry, attempt: number): Promise<KnownState> {
-    const document = await this.request(entry, 'get', attempt, () => this.transport.get(entry.target));
+  /**
+   * Reads through the transport and records what it learned. `tokens: 2` when a write will follow at once
+   * (the limiter then lets the write through without a second wait).
+   */
+  private async read(entry: ShadowEntry, attempt: number, tokens = 1): Promise<KnownState> {
+    const document = await this.request(
+      entry,
+      'get',
+      attempt,
+      () => this.transport.get(entry.target),
+      undefined,
+      tokens,
+    );
     let known: KnownState;
     if (document !== undefined) {
       known = { exists: true, document };
@@ -471,11 +518,18 @@ class Engine {
   }
 
   async get(entry: ShadowEntry, validator: SectionValidator | undefined): Promise<ShadowDocument> {
-    const known = await withRetries(
-      (attempt) => this.read(entry, attempt),
-      this.retryPolicy(),
-      this.onRetry(entry.target),
-    );
+    const tally = newRoundTally(this.settings.clock);
+    let known: KnownState;
+    try {
+      known = await withRetries(
+        (attempt) => this.read(entry, attempt),
+        this.retryPolicy(),
+        this.onRetry(entry.target),
+        tally,
+      );
+    } catch (error) {
+      throw this.giveUpError(entry.target, tally, undefined, error);
+    }
     if (!known.exists) {
       throw new ShadowNotFoundError(`${describeTarget(contextOf(entry.target))}: No shadow exists`, {
         ...contextOf(entry.target),
@@ -489,17 +543,19 @@ class Engine {
   }
 
   async delete(entry: ShadowEntry): Promise<{ version: number }> {
+    const tally = newRoundTally(this.settings.clock);
     try {
       const accepted = await withRetries(
         (attempt) => this.request(entry, 'delete', attempt, () => this.transport.delete(entry.target)),
         this.retryPolicy(),
         this.onRetry(entry.target),
+        tally,
       );
       entry.knowledge = { exists: false, version: accepted.version + 1 };
       return { version: accepted.version };
     } catch (error) {
       if (isShadowError(error) && error.code === 'NOT_FOUND') entry.knowledge = undefined;
-      throw error;
+      throw this.giveUpError(entry.target, tally, undefined, error);
     }
   }
 
@@ -518,22 +574,38 @@ class Engine {
   private async versionedRound(entry: ShadowEntry, calls: PendingCall[]): Promise<void> {
     const { target } = entry;
     let live = calls;
-    let attempts = 0;
     let failedVersion: number | undefined;
     let lastBase: KnownState | undefined;
     let blindCreate = false;
+    const tally = newRoundTally(this.settings.clock);
     try {
       await withRetries(
         async (attempt) => {
-          attempts = attempt;
-          const known = this.settings.useKnownDocuments ? this.freshest(entry) : undefined;
+          const own = entry.knowledge;
+          const choice = chooseBase({
+            mode: this.settings.useKnownDocuments,
+            own,
+            heard: this.transport.known?.(target),
+            failedVersion,
+            history: entry.history,
+          });
+          this.sink.emit({ type: 'base', target, attempt, source: choice.source, reason: choice.reason });
           let base: KnownState;
           let baseWasRead = false;
-          if (known !== undefined && (failedVersion === undefined || versionOf(known) > failedVersion)) {
-            base = known;
+          // A read that a write will follow pays for both, so that the write goes out right behind it.
+          let writePrepaid = false;
+          if (choice.use !== undefined) {
+            base = choice.use;
           } else {
-            base = await this.read(entry, attempt);
+            base = await this.read(entry, attempt, 2);
             baseWasRead = true;
+            writePrepaid = true;
+            if (
+              own !== undefined &&
+              (choice.reason === 'delta-pending' || choice.reason === 'stale-history')
+            ) {
+              learnFromRead(entry.history, own, base);
+            }
           }
           // A 409 on a create, and the shadow still absent: it was deleted by someone else and we cannot
           // learn the version its re-creation must name. Fall back to an unversioned create (the one case
@@ -564,6 +636,7 @@ class Engine {
             (plan.failed.length > 0 || (plan.patch === undefined && plan.live.length > 0))
           ) {
             base = await this.read(entry, attempt);
+            baseWasRead = true;
             plan = this.plan(entry, base, live);
           }
           for (const { pending, error } of plan.failed) pending.reject(error);
@@ -601,12 +674,16 @@ class Engine {
               attempt,
               () => this.transport.update(target, request),
               blindCreate ? undefined : expected,
+              writePrepaid ? 0 : 1,
             );
           } catch (error) {
-            if (isShadowError(error) && error.code === 'CONFLICT') failedVersion = expected;
-            else if (!isShadowError(error) || error.code !== 'THROTTLED') entry.knowledge = undefined;
+            if (isShadowError(error) && error.code === 'CONFLICT') {
+              failedVersion = expected;
+              if (!baseWasRead) learnFromWrite(entry.history, true);
+            } else if (!isShadowError(error) || error.code !== 'THROTTLED') entry.knowledge = undefined;
             throw error;
           }
+          if (!baseWasRead) learnFromWrite(entry.history, false);
           let document: ShadowDocument | undefined;
           if (!blindCreate) {
             document = this.remember(entry, base, request, accepted);
@@ -620,6 +697,7 @@ class Engine {
               document = structuredClone(heard.document);
             }
           }
+          learnFromOwnWrite(entry.history, document?.state.delta !== undefined);
           for (const [i, pending] of live.entries()) {
             pending.resolve({
               document: i === 0 ? document : copy(document),
@@ -632,20 +710,23 @@ class Engine {
         },
         this.retryPolicy(),
         this.onRetry(target),
+        tally,
       );
     } catch (error) {
       if (live.length === 0) return;
-      if (isShadowError(error) && error.code === 'CONFLICT') {
+      const failure = this.giveUpError(target, tally, lastBase, error);
+      if (isShadowError(failure) && failure.code === 'CONFLICT') {
         // Merges never conflict on their own: hand them back to run as a blind round.
         const merges = live.filter((p) => p.call.kind === 'merge');
         const updates = live.filter((p) => p.call.kind === 'update');
-        const conflict = this.conflictError(target, attempts, lastBase, error);
-        if (updates.length > 0) this.sink.log('warn', conflict.message, { ...contextOf(target), attempts });
-        for (const pending of updates) pending.reject(conflict);
+        if (updates.length > 0) this.sink.log('warn', failure.message, { ...contextOf(target), ...tally });
+        for (const pending of updates) pending.reject(failure);
         if (merges.length > 0) entry.queue.requeue(merges);
         return;
       }
-      for (const pending of live) pending.reject(error);
+      if (failure !== error)
+        this.sink.log('warn', (failure as Error).message, { ...contextOf(target), ...tally });
+      for (const pending of live) pending.reject(failure);
     }
   }
 
@@ -697,26 +778,62 @@ class Engine {
     });
   }
 
-  private conflictError(
+  /**
+   * The error a round that ran out of budget gives up with, saying what it went through. A round that spent
+   * its conflict budget (`maxAttempts`) gives up with `ShadowConflictError`; one whose time ran out with
+   * whichever of conflicts and throttles it met more often (`ShadowThrottledError` on a tie with no
+   * conflicts). Any other error (a 5xx, a 404, a timeout...) is returned unchanged.
+   */
+  private giveUpError(
     target: ShadowTarget,
-    attempts: number,
+    tally: RoundTally,
     lastBase: KnownState | undefined,
-    cause: ShadowError,
-  ) {
-    const lastDocument = lastBase?.exists ? lastBase.document : undefined;
-    return new ShadowConflictError(
-      `${describeTarget(contextOf(target))}: gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}, each lost to another writer (version conflict); last version seen ${lastBase === undefined ? 'none' : versionOf(lastBase)}`,
-      {
-        ...contextOf(target),
-        attempts,
-        lastDocument,
-        cause,
-        ...(cause.expectedVersion === undefined ? {} : { expectedVersion: cause.expectedVersion }),
-        awsCode: cause.awsCode ?? 'ConflictException',
-        awsMessage: cause.awsMessage ?? 'Version conflict',
+    error: unknown,
+  ): unknown {
+    if (!isShadowError(error) || (error.code !== 'CONFLICT' && error.code !== 'THROTTLED')) return error;
+    const cause = error as ShadowError;
+    const { attempts, conflicts, throttles, serverErrors } = tally;
+    const elapsedMs = Math.round(tally.elapsedMs);
+    const budgetSpent = conflicts + serverErrors >= this.settings.maxAttempts;
+    const asConflict =
+      cause.code === 'CONFLICT' ? budgetSpent || conflicts >= throttles : conflicts > throttles;
+    const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+    const why =
+      budgetSpent && cause.code === 'CONFLICT'
+        ? `maxAttempts (${this.settings.maxAttempts}) lost`
+        : `maxElapsedMs (${this.settings.maxElapsedMs}) spent`;
+    const parts = [
+      `${conflicts} lost to another writer (409 version conflict)`,
+      `${throttles} throttled by the service (429)`,
+      ...(serverErrors > 0 ? [`${serverErrors} met a server error (5xx)`] : []),
+    ];
+    const message = `${describeTarget(contextOf(target))}: gave up after ${plural(attempts, 'attempt')} in ${elapsedMs} ms (${why}): ${parts.join(', ')}; last version seen ${lastBase === undefined ? 'none' : versionOf(lastBase)}`;
+    const context = {
+      ...contextOf(target),
+      attempts,
+      conflicts,
+      throttles,
+      elapsedMs,
+      cause,
+      ...(cause.expectedVersion === undefined ? {} : { expectedVersion: cause.expectedVersion }),
+    };
+    if (asConflict) {
+      return new ShadowConflictError(message, {
+        ...context,
+        lastDocument: lastBase?.exists ? lastBase.document : undefined,
+        awsCode: cause.code === 'CONFLICT' ? (cause.awsCode ?? 'ConflictException') : 'ConflictException',
+        awsMessage: cause.code === 'CONFLICT' ? (cause.awsMessage ?? 'Version conflict') : 'Version conflict',
         statusCode: 409,
-      },
-    );
+      });
+    }
+    const retryAfterMs = (cause as ShadowThrottledError).retryAfterMs;
+    return new ShadowThrottledError(message, {
+      ...context,
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      awsCode: cause.code === 'THROTTLED' ? (cause.awsCode ?? 'ThrottlingException') : 'ThrottlingException',
+      awsMessage: cause.code === 'THROTTLED' ? (cause.awsMessage ?? 'Rate exceeded') : 'Rate exceeded',
+      statusCode: 429,
+    });
   }
 
   /**
@@ -760,18 +877,16 @@ class Engine {
     }
     // The base is known exactly only when this engine's own record is one version behind the answer.
     const own = entry.knowledge;
-    let attempts = 0;
+    const tally = newRoundTally(this.settings.clock);
     try {
       const accepted = await withRetries(
-        async (attempt) => {
-          attempts = attempt;
-          return this.request(entry, 'update', attempt, () =>
-            this.transport.update(target, { state: patch }),
-          );
-        },
+        async (attempt) =>
+          this.request(entry, 'update', attempt, () => this.transport.update(target, { state: patch })),
         this.retryPolicy(),
         this.onRetry(target),
+        tally,
       );
+      const attempts = tally.attempts;
       let document: ShadowDocument | undefined;
       if (own !== undefined && versionOf(own) + 1 === accepted.version) {
         document = this.remember(entry, own, { state: patch }, accepted);
@@ -791,7 +906,8 @@ class Engine {
       }
     } catch (error) {
       entry.knowledge = undefined;
-      for (const pending of calls) pending.reject(error);
+      const failure = this.giveUpError(target, tally, undefined, error);
+      for (const pending of calls) pending.reject(failure);
     }
   }
 }

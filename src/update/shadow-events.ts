@@ -3,6 +3,7 @@
  * pluggable logger. Both are silent by default; a throwing listener or logger never breaks an update.
  */
 import type { ShadowTarget } from '../core/document.js';
+import type { BaseReason, BaseSource } from './base-chooser.js';
 
 /** The operation a request performed. */
 export type ShadowRequestOperation = 'get' | 'update' | 'delete';
@@ -21,6 +22,18 @@ export type ShadowEvent =
       attempt: number;
       /** The version a versioned update expects. */
       expectedVersion?: number;
+    }
+  | {
+      /**
+       * The base document an attempt of a versioned round writes on: a `remembered` one (this client's own
+       * last answer), one the transport `heard` (e.g. `update/documents`), or a fresh `read`; `reason` says why
+       * (see `useKnownDocuments`).
+       */
+      type: 'base';
+      target: ShadowTarget;
+      attempt: number;
+      source: BaseSource;
+      reason: BaseReason;
     }
   | {
       /** A versioned update lost (409); the engine will re-read and re-run the intents. */
@@ -48,13 +61,17 @@ export type ShadowEvent =
     }
   | {
       /**
-       * A request was delayed: `source: 'service'` when the service answered 429, `'limiter'` when the
-       * client's own per-thing limiter held it back for `waitMs`.
+       * A request was delayed: `source: 'service'` when the service answered 429 (then `ratePerSecond` is the
+       * thing's rate after the answer, cut unless an earlier 429 already cut it, and `retryAfterMs` what the
+       * service asked for, if anything), `'limiter'` when the client's own per-thing limiter held it back
+       * for `waitMs`.
        */
       type: 'throttled';
       target: ShadowTarget;
       source: 'service' | 'limiter';
       waitMs?: number;
+      ratePerSecond?: number;
+      retryAfterMs?: number;
     }
   | {
       /** Several `update`/`merge` calls were combined into one round. */

@@ -262,12 +262,64 @@ describe('update', () => {
     expect(service.requests.length - before).toBe(1);
   });
 
-  it('surfaces ShadowThrottledError when 429s outlast the attempts', async () => {
-    const { service, shadows } = setup({ maxAttempts: 2 });
-    for (let i = 0; i < 3; i++)
+  it('429s do not spend the conflict budget; when they outlast the time budget: ShadowThrottledError saying so', async () => {
+    const { service, shadows, events } = setup({ maxAttempts: 2, maxElapsedMs: 2_000 });
+    for (let i = 0; i < 1000; i++)
       service.injected.push({ code: 429, message: 'Rate exceeded', errorType: 'ThrottlingException' });
-    await expect(shadows.shadow('lamp').merge({ desired: { on: true } })).rejects.toBeInstanceOf(
-      ShadowThrottledError,
+    const error = await shadows
+      .shadow('lamp')
+      .merge({ desired: { on: true } })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ShadowThrottledError);
+    const throttled = error as ShadowThrottledError;
+    const serviceThrottles = events.filter((e) => e.type === 'throttled' && e.source === 'service').length;
+    expect(throttled.throttles).toBe(serviceThrottles);
+    expect(throttled.attempts).toBe(serviceThrottles);
+    expect(throttled.attempts).toBeGreaterThan(2); // far beyond maxAttempts
+    expect(throttled.conflicts).toBe(0);
+    expect(throttled.elapsedMs).toBeLessThanOrEqual(2_000);
+    expect(throttled.statusCode).toBe(429);
+    expect(throttled.message).toContain(
+      `gave up after ${throttled.attempts} attempts in ${throttled.elapsedMs} ms (maxElapsedMs (2000) spent): 0 lost to another writer (409 version conflict), ${throttled.throttles} throttled by the service (429)`,
+    );
+  });
+
+  it('the give-up error of a round that met both 409s and 429s counts each truthfully and has the right class', async () => {
+    const { service, shadows, events } = setup({ maxAttempts: 3 });
+    service.write(lamp, { state: { desired: { count: 0 } } });
+    // Every write loses to a competing writer; between them the service throttles twice.
+    let writes = 0;
+    service.beforeUpdate = (target) => {
+      writes++;
+      service.write(target, { state: { reported: { n: writes } } });
+      if (writes < 3) {
+        service.injected.push({ code: 429, message: 'Rate exceeded', errorType: 'ThrottlingException' });
+      }
+    };
+    const error = await shadows
+      .shadow('lamp')
+      .update((current) => ({ desired: { count: count(current) + 1 } }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ShadowConflictError);
+    const conflict = error as ShadowConflictError;
+    const conflicts = events.filter((e) => e.type === 'conflict').length;
+    const throttles = events.filter((e) => e.type === 'throttled' && e.source === 'service').length;
+    const attempts = new Set(
+      events.filter((e) => e.type === 'attempt').map((e) => (e as { attempt: number }).attempt),
+    ).size;
+    expect({
+      conflicts: conflict.conflicts,
+      throttles: conflict.throttles,
+      attempts: conflict.attempts,
+    }).toEqual({
+      conflicts,
+      throttles,
+      attempts,
+    });
+    expect(conflicts).toBe(3);
+    expect(throttles).toBe(2);
+    expect(conflict.message).toContain(
+      `gave up after 5 attempts in ${conflict.elapsedMs} ms (maxAttempts (3) lost): 3 lost to another writer (409 version conflict), 2 throttled by the service (429)`,
     );
   });
 
@@ -284,6 +336,20 @@ describe('update', () => {
 
   it('uses the document it predicted after its own write, so a second update needs no read', async () => {
     const { service, shadows } = setup();
+    const aircon = shadows.shadow('lamp');
+    // Reported values leave no delta: no device will answer, the remembered document stays current.
+    await aircon.update((current) => ({
+      reported: { count: Number(current?.state.reported?.count ?? 0) + 1 },
+    }));
+    await aircon.update((current) => ({
+      reported: { count: Number(current?.state.reported?.count ?? 0) + 1 },
+    }));
+    expect(service.count('get', 'app')).toBe(1);
+    expect(service.read(lamp)?.state.reported).toEqual({ count: 2 });
+  });
+
+  it('useKnownDocuments: true always writes on the remembered document', async () => {
+    const { service, shadows } = setup({ useKnownDocuments: true });
     const aircon = shadows.shadow('lamp');
     await aircon.update((current) => ({ desired: { count: count(current) + 1 } }));
     await aircon.update((current) => ({ desired: { count: count(current) + 1 } }));

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { applyUpdate } from '../../src/core/apply-update.js';
 import type { JsonObject, JsonValue, ShadowRecord, UpdateState } from '../../src/core/document.js';
 import { ShadowError } from '../../src/errors.js';
-import { fullJitterDelay, retryReason, withRetries } from '../../src/update/retry-policy.js';
+import { fullJitterDelay, newRoundTally, retryReason, withRetries } from '../../src/update/retry-policy.js';
 import { composePatches, planRound } from '../../src/update/update-round.js';
 import { instantClock } from './in-memory-service-double.js';
 
@@ -133,14 +133,15 @@ describe('retry policy', () => {
     expect(retryReason(new Error('x'))).toBeUndefined();
   });
 
-  it('stops after maxAttempts and rethrows the last error unchanged', async () => {
-    class Throttled extends ShadowError {
-      override readonly name = 'Throttled';
-      readonly code = 'THROTTLED' as const;
+  it('stops after maxAttempts conflicts and rethrows the last error unchanged, with the tally filled in', async () => {
+    class Conflict extends ShadowError {
+      override readonly name = 'Conflict';
+      readonly code = 'CONFLICT' as const;
     }
     let calls = 0;
-    const last = new Throttled('throttled');
+    const last = new Conflict('conflict');
     const clock = instantClock();
+    const tally = newRoundTally(clock);
     await expect(
       withRetries(
         async () => {
@@ -148,9 +149,37 @@ describe('retry policy', () => {
           throw last;
         },
         { maxAttempts: 4, maxElapsedMs: 10_000, baseDelayMs: 10, maxDelayMs: 100, clock, random: () => 0.5 },
+        {},
+        tally,
       ),
     ).rejects.toBe(last);
     expect(calls).toBe(4);
     expect(clock.slept).toEqual([5, 10, 20]);
+    expect(tally).toMatchObject({ attempts: 4, conflicts: 4, throttles: 0, elapsedMs: 35 });
+  });
+
+  it('429s spend no attempts, only time: they stop when maxElapsedMs would be exceeded', async () => {
+    class Throttled extends ShadowError {
+      override readonly name = 'Throttled';
+      readonly code = 'THROTTLED' as const;
+    }
+    let calls = 0;
+    const clock = instantClock();
+    const tally = newRoundTally(clock);
+    await expect(
+      withRetries(
+        async () => {
+          calls++;
+          throw new Throttled('throttled');
+        },
+        { maxAttempts: 2, maxElapsedMs: 1_000, baseDelayMs: 10, maxDelayMs: 100, clock, random: () => 0.5 },
+        {},
+        tally,
+      ),
+    ).rejects.toBeInstanceOf(Throttled);
+    // waits 5, 10, 20, 40, then 50 each: far more attempts than maxAttempts, within the time budget
+    expect(calls).toBeGreaterThan(10);
+    expect(clock.now()).toBeLessThanOrEqual(1_000);
+    expect(tally).toMatchObject({ attempts: calls, conflicts: 0, throttles: calls });
   });
 });
