@@ -22,12 +22,19 @@ import type {
 import { jsonEqual } from '../core/json-equal.js';
 import { isJsonObject } from '../core/json-value.js';
 import { mergeSection } from '../core/merge.js';
+import type { ShadowTopicSuffix } from '../core/topics.js';
 import {
   isShadowError,
   ShadowTransportError,
   ShadowValidationError,
   type ValidationIssue,
 } from '../errors.js';
+import {
+  createReservedTopicSession,
+  type ObservedSuffix,
+  type ReservedTopicSession,
+} from '../mqtt-session/reserved-topic-session.js';
+import { SYSTEM_TIMER_CLOCK } from '../mqtt-session/timer-clock.js';
 import type { SplitResult } from '../split/split-policy.js';
 import {
   type DeltaContext,
@@ -37,7 +44,6 @@ import {
   resolveDeviceAgentOptions,
 } from './device-agent-options.js';
 import { createReportedIntent } from './reported-intent.js';
-import { createShadowChannel, type ShadowChannel } from './shadow-channel.js';
 import { createTelemetryBuffer } from './telemetry-buffer.js';
 
 /** Payload of the `delta` event: a delta the agent is about to hand to the handler. */
@@ -153,6 +159,16 @@ export interface DeviceAgent {
    */
   close(): Promise<void>;
 }
+
+/** The agent's response topics (never `…/shadow/#`: AWS may add topics) and the broadcasts it follows. */
+const DEVICE_SUFFIXES: readonly ShadowTopicSuffix[] = [
+  'get/accepted',
+  'get/rejected',
+  'update/accepted',
+  'update/rejected',
+  'update/delta',
+];
+const DEVICE_OBSERVED: readonly ObservedSuffix[] = ['update/accepted', 'update/delta'];
 
 interface QueuedDelta {
   state: JsonObject;
@@ -294,16 +310,32 @@ export async function createDeviceAgent<D = JsonObject>(
     }
   }
 
-  const channel: ShadowChannel = createShadowChannel(client, target, {
+  const session: ReservedTopicSession = createReservedTopicSession(client, {
     timeoutMs: o.requestTimeoutMs,
     qos: o.shadowQos,
-    tokenPrefix: `${o.thingName.slice(0, 24)}-${randomBytes(4).toString('hex')}`,
-    events: {
-      delta: onDeltaMessage,
-      accepted: (body) => observeVersion(body.version),
-      invalid: (error) => emit('error', error, { kind: 'message' }),
+    // ≤ 24 + 1 + 8 bytes: tokens stay within AWS's 64 with the counter.
+    clientTokenPrefix: `${o.thingName.slice(0, 24)}-${randomBytes(4).toString('hex')}`,
+    validate: true,
+    suffixes: DEVICE_SUFFIXES,
+    observe: DEVICE_OBSERVED,
+    // One shadow's five topics: far inside AWS's per-connection quotas, never released.
+    mode: 'per-shadow',
+    maxSubscriptions: 50,
+    maxFiltersPerSubscribe: 8,
+    clock: SYSTEM_TIMER_CLOCK,
+    owner: `the device agent of thing '${o.thingName}'`,
+    onMessage(message) {
+      if (message.kind === 'update/delta') onDeltaMessage(message.body);
+      else if (message.kind === 'update/accepted') observeVersion(message.body.version);
     },
+    onInvalid: (error) => emit('error', error, { kind: 'message' }),
   });
+  const channel = {
+    subscribe: () => session.subscribe(target),
+    get: () => session.request('get', target, {}) as Promise<GetAcceptedBody | undefined>,
+    update: (body: { state: { reported: JsonObject } }) =>
+      session.request('update', target, body) as Promise<UpdateAcceptedBody>,
+  };
 
   // ---- versions and ordering -------------------------------------------------------------------------------
 
@@ -746,7 +778,7 @@ export async function createDeviceAgent<D = JsonObject>(
     ready = false;
     synced = false;
     connectEpoch++;
-    channel.failPending('the connection was lost');
+    session.failPending('the connection was lost');
     wakeBackoff?.();
     announceIfIdle();
   }
@@ -831,7 +863,7 @@ export async function createDeviceAgent<D = JsonObject>(
         target,
       );
       for (const waiter of syncWaiters.splice(0)) waiter.reject(closedError);
-      await channel.close();
+      await session.close();
       if (owned) {
         // A graceful end waits for every in-flight QoS 1 message, forever on a link that went silent: wait
         // for them at most the request timeout, then end the client by force.
