@@ -48,7 +48,7 @@ beforeAll(async () => {
     entry.subscribes++;
     entry.maxPerSubscribe = Math.max(entry.maxPerSubscribe, subscriptions.length);
     for (const subscription of subscriptions) {
-      if (subscription.qos !== 128) entry.live.add(subscription.topic);
+      if ((subscription.qos as number) !== 128) entry.live.add(subscription.topic);
     }
     entry.maxLive = Math.max(entry.maxLive, entry.live.size);
   });
