@@ -34,8 +34,8 @@ import {
   type ObservedSuffix,
   type ReservedTopicSession,
 } from '../mqtt-session/reserved-topic-session.js';
-import { SYSTEM_TIMER_CLOCK } from '../mqtt-session/timer-clock.js';
 import type { SplitResult } from '../split/split-policy.js';
+import { fullJitterDelay } from '../update/retry-policy.js';
 import {
   type DeltaContext,
   type DeviceAgentOptions,
@@ -280,20 +280,22 @@ export async function createDeviceAgent<D = JsonObject>(
   // refused leaf is given up and the values coalesced with it still reach the shadow. Bounded, so a device that
   // keeps reporting goes back to one update per round instead of one per leaf.
   let isolateLeft = 0;
-  let reportTimer: ReturnType<typeof setTimeout> | undefined;
-  let reportBackoffMs = 0;
+  const timers = o.timers;
+  let reportTimer: unknown;
+  // Failed report attempts in a row: the next one waits a fully jittered delay (see `backoff`).
+  let reportFailures = 0;
   // Delta handling.
   let queued: QueuedDelta | undefined;
   let handling = false;
   let lastOutcome: { state: JsonObject; values: JsonObject } | undefined;
   let failure: { state: JsonObject; attempts: number; final: boolean } | undefined;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let retryTimer: unknown;
   // Gated values the policy held back, and when to look at them again.
   const lastReportedAt: Record<string, number> = {};
   const withheld = new Map<string, { segments: string[]; value: JsonValue }>();
-  let checkTimer: ReturnType<typeof setTimeout> | undefined;
+  let checkTimer: unknown;
   let checkAt = Number.POSITIVE_INFINITY;
-  let resyncTimer: ReturnType<typeof setInterval> | undefined;
+  let resyncTimer: unknown;
   let idleAnnounced = false;
   const syncWaiters: { resolve: (event: SyncedEvent) => void; reject: (error: unknown) => void }[] = [];
 
@@ -310,6 +312,14 @@ export async function createDeviceAgent<D = JsonObject>(
     }
   }
 
+  /** The wait before the n-th retry of a read or a report: full jitter, as the update engine's retries. */
+  const backoff = (failures: number) =>
+    fullJitterDelay(failures, {
+      baseDelayMs: o.retryBaseDelayMs,
+      maxDelayMs: o.retryMaxDelayMs,
+      random: o.random,
+    });
+
   const session: ReservedTopicSession = createReservedTopicSession(client, {
     timeoutMs: o.requestTimeoutMs,
     qos: o.shadowQos,
@@ -322,7 +332,7 @@ export async function createDeviceAgent<D = JsonObject>(
     mode: 'per-shadow',
     maxSubscriptions: 50,
     maxFiltersPerSubscribe: 8,
-    clock: SYSTEM_TIMER_CLOCK,
+    clock: timers,
     owner: `the device agent of thing '${o.thingName}'`,
     onMessage(message) {
       if (message.kind === 'update/delta') onDeltaMessage(message.body);
@@ -386,7 +396,7 @@ export async function createDeviceAgent<D = JsonObject>(
   async function runSync(): Promise<void> {
     syncing = true;
     const epoch = connectEpoch;
-    let delayMs = 50;
+    let failures = 0;
     let stale = 0;
     while (!closed && ready && epoch === connectEpoch) {
       syncAgain = false;
@@ -410,14 +420,13 @@ export async function createDeviceAgent<D = JsonObject>(
         // Woken early by a disconnect or close(): a new connection reads at once, and no timer outlives close().
         await new Promise<void>((resolve) => {
           const wake = () => {
-            clearTimeout(timer);
+            timers.clearTimer(timer);
             wakeBackoff = undefined;
             resolve();
           };
-          const timer = setTimeout(wake, delayMs);
+          const timer = timers.setTimer(wake, backoff(++failures));
           wakeBackoff = wake;
         });
-        delayMs = Math.min(delayMs * 2, 2_000);
       }
     }
     syncing = false;
@@ -608,9 +617,9 @@ export async function createDeviceAgent<D = JsonObject>(
       return;
     }
     // One retry at a time: a timer left behind would outlive close() and re-queue its delta later.
-    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    if (retryTimer !== undefined) timers.clearTimer(retryTimer);
     const failed = failure;
-    retryTimer = setTimeout(() => {
+    retryTimer = timers.setTimer(() => {
       retryTimer = undefined;
       // A newer delta that arrived meanwhile supersedes the retry: one waiting, or one handled since (which
       // replaced or cleared `failure`). Retrying the older one would apply a stale value over a newer one.
@@ -630,12 +639,12 @@ export async function createDeviceAgent<D = JsonObject>(
 
   function scheduleReport(): void {
     if (inFlight || reportTimer !== undefined || !intent.dirty) return;
-    reportTimer = setTimeout(
+    reportTimer = timers.setTimer(
       () => {
         reportTimer = undefined;
         void sendReport();
       },
-      Math.max(o.coalesceMs, reportBackoffMs),
+      Math.max(o.coalesceMs, reportFailures === 0 ? 0 : backoff(reportFailures)),
     );
   }
 
@@ -658,7 +667,7 @@ export async function createDeviceAgent<D = JsonObject>(
       intent.acknowledge(update.sent);
       if (isolateLeft > 0) isolateLeft--;
       counters.reportsAccepted++;
-      reportBackoffMs = 0;
+      reportFailures = 0;
       observeVersion(accepted.version);
     } catch (error) {
       if (
@@ -666,7 +675,7 @@ export async function createDeviceAgent<D = JsonObject>(
         (isRetryable(error) || error.code === 'TIMEOUT' || error.code === 'TRANSPORT')
       ) {
         // Lost, throttled or a service failure: send again (reported updates without version are safe to repeat).
-        reportBackoffMs = Math.min(Math.max(reportBackoffMs * 2, 50), 2_000);
+        reportFailures++;
         if (error.code === 'TIMEOUT' || error.code === 'TRANSPORT') {
           // Applied or not? Only a read can tell.
           intent.unsure();
@@ -725,10 +734,10 @@ export async function createDeviceAgent<D = JsonObject>(
     }
     if (result.nextCheckAt !== undefined && result.nextCheckAt < checkAt) {
       checkAt = result.nextCheckAt;
-      if (checkTimer !== undefined) clearTimeout(checkTimer);
+      if (checkTimer !== undefined) timers.clearTimer(checkTimer);
       // Clamped: a longer delay would fire after 1 ms, and the re-check would re-arm it in a busy loop. A
       // re-check that comes early finds the value still held back and arms the timer again.
-      checkTimer = setTimeout(
+      checkTimer = timers.setTimer(
         recheckWithheld,
         Math.min(MAX_TIMER_DELAY_MS, Math.max(0, checkAt - o.clock())),
       );
@@ -795,10 +804,16 @@ export async function createDeviceAgent<D = JsonObject>(
   if (client.connected) void onConnect();
 
   if (o.resyncIntervalMs > 0) {
-    resyncTimer = setInterval(() => {
+    // A safety net only: with Node's timers it must not keep a process alive on its own.
+    const arm = () => {
+      resyncTimer = timers.setTimer(resync, o.resyncIntervalMs);
+      (resyncTimer as { unref?: () => void }).unref?.();
+    };
+    const resync = () => {
+      arm();
       if (ready && synced && !syncing) requestSync();
-    }, o.resyncIntervalMs);
-    resyncTimer.unref?.();
+    };
+    arm();
   }
 
   return {
@@ -851,8 +866,8 @@ export async function createDeviceAgent<D = JsonObject>(
       closed = true;
       linkUp = false;
       ready = false;
-      for (const timer of [reportTimer, retryTimer, checkTimer]) if (timer !== undefined) clearTimeout(timer);
-      if (resyncTimer !== undefined) clearInterval(resyncTimer);
+      for (const timer of [reportTimer, retryTimer, checkTimer, resyncTimer])
+        if (timer !== undefined) timers.clearTimer(timer);
       wakeBackoff?.();
       client.removeListener('connect', onConnectListener);
       client.removeListener('close', onDisconnect);
@@ -870,10 +885,10 @@ export async function createDeviceAgent<D = JsonObject>(
         const drained = await new Promise<boolean>((resolve) => {
           if (Object.keys(client.outgoing).length === 0) return resolve(true);
           const onEmpty = () => {
-            clearTimeout(timer);
+            timers.clearTimer(timer);
             resolve(true);
           };
-          const timer = setTimeout(() => {
+          const timer = timers.setTimer(() => {
             client.removeListener('outgoingEmpty', onEmpty);
             resolve(false);
           }, o.requestTimeoutMs);
