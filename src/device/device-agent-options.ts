@@ -7,6 +7,7 @@ import type { ZodType } from 'zod';
 import type { JsonObject } from '../core/document.js';
 import { checkShadowName, checkThingName } from '../core/limits.js';
 import { ShadowOptionsError } from '../errors.js';
+import { isTimerClock, SYSTEM_TIMER_CLOCK, type TimerClock } from '../mqtt-session/timer-clock.js';
 import { type SplitPolicy, splitPolicy } from '../split/split-policy.js';
 
 /** What the delta handler learns besides the delta itself. */
@@ -116,10 +117,28 @@ export interface DeviceAgentOptions<D = JsonObject> {
    */
   resyncIntervalMs?: number;
   /**
-   * Clock in epoch milliseconds (policy time and telemetry timestamps).
-   * @defaultValue Date.now
+   * Time of the agent: a function returning epoch milliseconds (policy time and telemetry timestamps; timers
+   * stay Node's), or a `TimerClock` that owns both time and every timer of the agent (request timeouts,
+   * coalescing, retries, backoff, re-checks, resyncs), so that tests run the agent on fake time.
+   * @defaultValue Date.now with Node's timers
    */
-  clock?: () => number;
+  clock?: (() => number) | TimerClock;
+  /**
+   * Random numbers in [0, 1) for the full-jitter backoff of reads and reports.
+   * @defaultValue Math.random
+   */
+  random?: () => number;
+  /**
+   * Backoff of failed reads and reports: the n-th retry waits a random time in
+   * [0, min(retryMaxDelayMs, retryBaseDelayMs * 2^(n-1))) (full jitter, as the update engine).
+   * @defaultValue 50
+   */
+  retryBaseDelayMs?: number;
+  /**
+   * Cap of the backoff (see `retryBaseDelayMs`).
+   * @defaultValue 2000
+   */
+  retryMaxDelayMs?: number;
 }
 
 /** {@link DeviceAgentOptions} validated, with every default filled in. */
@@ -139,7 +158,13 @@ export interface ResolvedDeviceAgentOptions<D = JsonObject> {
   telemetryBufferSize: number;
   coalesceMs: number;
   resyncIntervalMs: number;
+  /** Epoch milliseconds. */
   clock: () => number;
+  /** Owner of every timer of the agent (and of `clock` when one was given). */
+  timers: TimerClock;
+  random: () => number;
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
 }
 
 /** Defaults of every optional {@link DeviceAgentOptions} value. */
@@ -153,6 +178,8 @@ export const DEVICE_AGENT_DEFAULTS = Object.freeze({
   telemetryBufferSize: 100,
   coalesceMs: 0,
   resyncIntervalMs: 300_000,
+  retryBaseDelayMs: 50,
+  retryMaxDelayMs: 2_000,
 });
 
 const KNOWN_KEYS = new Set([
@@ -172,6 +199,9 @@ const KNOWN_KEYS = new Set([
   'coalesceMs',
   'resyncIntervalMs',
   'clock',
+  'random',
+  'retryBaseDelayMs',
+  'retryMaxDelayMs',
 ]);
 
 function fail(message: string): never {
@@ -272,9 +302,22 @@ export function resolveDeviceAgentOptions<D = JsonObject>(
   }
   const errorKey = options.errorKey ?? DEVICE_AGENT_DEFAULTS.errorKey;
   if (typeof errorKey !== 'string' || errorKey.length === 0) fail('errorKey must be a non-empty string');
-  const clock = options.clock ?? Date.now;
-  if (typeof clock !== 'function') fail('clock must be a function returning epoch milliseconds');
+  const given = options.clock ?? Date.now;
+  if (typeof given !== 'function' && !isTimerClock(given)) {
+    fail(
+      'clock must be a function returning epoch milliseconds or a clock with now(), setTimer() and clearTimer()',
+    );
+  }
+  const timers: TimerClock = typeof given === 'function' ? SYSTEM_TIMER_CLOCK : given;
+  const clock = typeof given === 'function' ? given : () => given.now();
+  const random = options.random ?? Math.random;
+  if (typeof random !== 'function') fail('random must be a function returning numbers in [0, 1)');
   const d = DEVICE_AGENT_DEFAULTS;
+  const retryBaseDelayMs = delay('retryBaseDelayMs', options.retryBaseDelayMs, d.retryBaseDelayMs, 1);
+  const retryMaxDelayMs = delay('retryMaxDelayMs', options.retryMaxDelayMs, d.retryMaxDelayMs, 1);
+  if (retryMaxDelayMs < retryBaseDelayMs) {
+    fail(`retryMaxDelayMs (${retryMaxDelayMs}) must be at least retryBaseDelayMs (${retryBaseDelayMs})`);
+  }
   return {
     thingName,
     shadowName,
@@ -297,5 +340,9 @@ export function resolveDeviceAgentOptions<D = JsonObject>(
     coalesceMs: delay('coalesceMs', options.coalesceMs, d.coalesceMs, 0),
     resyncIntervalMs: delay('resyncIntervalMs', options.resyncIntervalMs, d.resyncIntervalMs, 0),
     clock,
+    timers,
+    random,
+    retryBaseDelayMs,
+    retryMaxDelayMs,
   };
 }

@@ -12,7 +12,6 @@ import { randomBytes } from 'node:crypto';
 import { connect, type MqttClient } from 'mqtt';
 import { computeDelta } from '../core/delta.js';
 import type {
-  DeltaBody,
   GetAcceptedBody,
   JsonObject,
   JsonValue,
@@ -22,13 +21,20 @@ import type {
 import { jsonEqual } from '../core/json-equal.js';
 import { isJsonObject } from '../core/json-value.js';
 import { mergeSection } from '../core/merge.js';
+import type { ShadowTopicSuffix } from '../core/topics.js';
 import {
   isShadowError,
   ShadowTransportError,
   ShadowValidationError,
   type ValidationIssue,
 } from '../errors.js';
+import {
+  createReservedTopicSession,
+  type ObservedSuffix,
+  type ReservedTopicSession,
+} from '../mqtt-session/reserved-topic-session.js';
 import type { SplitResult } from '../split/split-policy.js';
+import { fullJitterDelay } from '../update/retry-policy.js';
 import {
   type DeltaContext,
   type DeviceAgentOptions,
@@ -37,7 +43,13 @@ import {
   resolveDeviceAgentOptions,
 } from './device-agent-options.js';
 import { createReportedIntent } from './reported-intent.js';
-import { createShadowChannel, type ShadowChannel } from './shadow-channel.js';
+import {
+  INITIAL_SYNC_STATE,
+  type SyncEffect,
+  type SyncEvent,
+  type SyncState,
+  stepSync,
+} from './sync-machine.js';
 import { createTelemetryBuffer } from './telemetry-buffer.js';
 
 /** Payload of the `delta` event: a delta the agent is about to hand to the handler. */
@@ -154,6 +166,16 @@ export interface DeviceAgent {
   close(): Promise<void>;
 }
 
+/** The agent's response topics (never `…/shadow/#`: AWS may add topics) and the broadcasts it follows. */
+const DEVICE_SUFFIXES: readonly ShadowTopicSuffix[] = [
+  'get/accepted',
+  'get/rejected',
+  'update/accepted',
+  'update/rejected',
+  'update/delta',
+];
+const DEVICE_OBSERVED: readonly ObservedSuffix[] = ['update/accepted', 'update/delta'];
+
 interface QueuedDelta {
   state: JsonObject;
   version: number;
@@ -240,44 +262,36 @@ export async function createDeviceAgent<D = JsonObject>(
   };
   const telemetry = createTelemetryBuffer<string>(o.telemetryBufferSize);
 
-  // Connection and sync state.
-  let closed = false;
-  // Connected as far as the agent knows ('connect' seen, no 'close'/'offline' since). Not `client.connected`:
+  // Connection, reading and ordering: the pure machine's state (see sync-machine.ts), changed only by `dispatch`.
+  // Its `link` is what the agent knows ('connect' seen, no 'close'/'offline' since), not `client.connected`:
   // mqtt.js sets that before emitting 'connect', and telemetry published then would overtake the buffer.
-  let linkUp = false;
-  let ready = false; // connected and subscribed
-  let synced = false; // a read completed since the last connect
-  let syncing = false;
-  let syncAgain = false;
-  let wakeBackoff: (() => void) | undefined; // ends the wait of a read that failed, before its retry
-  let connectEpoch = 0;
-  let version: number | undefined;
+  let machine: SyncState = INITIAL_SYNC_STATE;
+  let retryTimer: unknown; // the backoff of a failed read
   // `reported` as last read or acknowledged, the device's intended `reported`, and what the device applied.
   let confirmed: JsonObject | undefined;
   const intent = createReportedIntent();
   let applied: JsonObject | undefined;
-  // The version at which `confirmed` was last known: a read answered before our last accepted report (the
-  // answers can arrive in either order) is older than what we know, and must not roll `confirmed` back.
-  let confirmedVersion: number | undefined;
   let inFlight = false;
   // After the service refused an update of several leaves: send that many leaves one per update, so only the
   // refused leaf is given up and the values coalesced with it still reach the shadow. Bounded, so a device that
   // keeps reporting goes back to one update per round instead of one per leaf.
   let isolateLeft = 0;
-  let reportTimer: ReturnType<typeof setTimeout> | undefined;
-  let reportBackoffMs = 0;
+  const timers = o.timers;
+  let reportTimer: unknown;
+  // Failed report attempts in a row: the next one waits a fully jittered delay (see `backoff`).
+  let reportFailures = 0;
   // Delta handling.
   let queued: QueuedDelta | undefined;
   let handling = false;
   let lastOutcome: { state: JsonObject; values: JsonObject } | undefined;
   let failure: { state: JsonObject; attempts: number; final: boolean } | undefined;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let handlerRetryTimer: unknown;
   // Gated values the policy held back, and when to look at them again.
   const lastReportedAt: Record<string, number> = {};
   const withheld = new Map<string, { segments: string[]; value: JsonValue }>();
-  let checkTimer: ReturnType<typeof setTimeout> | undefined;
+  let checkTimer: unknown;
   let checkAt = Number.POSITIVE_INFINITY;
-  let resyncTimer: ReturnType<typeof setInterval> | undefined;
+  let resyncTimer: unknown;
   let idleAnnounced = false;
   const syncWaiters: { resolve: (event: SyncedEvent) => void; reject: (error: unknown) => void }[] = [];
 
@@ -294,145 +308,129 @@ export async function createDeviceAgent<D = JsonObject>(
     }
   }
 
-  const channel: ShadowChannel = createShadowChannel(client, target, {
+  /** The wait before the n-th retry of a read or a report: full jitter, as the update engine's retries. */
+  const backoff = (failures: number) =>
+    fullJitterDelay(failures, {
+      baseDelayMs: o.retryBaseDelayMs,
+      maxDelayMs: o.retryMaxDelayMs,
+      random: o.random,
+    });
+
+  const session: ReservedTopicSession = createReservedTopicSession(client, {
     timeoutMs: o.requestTimeoutMs,
     qos: o.shadowQos,
-    tokenPrefix: `${o.thingName.slice(0, 24)}-${randomBytes(4).toString('hex')}`,
-    events: {
-      delta: onDeltaMessage,
-      accepted: (body) => observeVersion(body.version),
-      invalid: (error) => emit('error', error, { kind: 'message' }),
+    // ≤ 24 + 1 + 8 bytes: tokens stay within AWS's 64 with the counter.
+    clientTokenPrefix: `${o.thingName.slice(0, 24)}-${randomBytes(4).toString('hex')}`,
+    validate: true,
+    suffixes: DEVICE_SUFFIXES,
+    observe: DEVICE_OBSERVED,
+    // One shadow's five topics: far inside AWS's per-connection quotas, never released.
+    mode: 'per-shadow',
+    maxSubscriptions: 50,
+    maxFiltersPerSubscribe: 8,
+    clock: timers,
+    owner: `the device agent of thing '${o.thingName}'`,
+    onMessage(message) {
+      if (message.kind === 'update/delta') dispatch({ type: 'delta', body: message.body });
+      else if (message.kind === 'update/accepted')
+        dispatch({ type: 'accepted-seen', version: message.body.version });
     },
+    onInvalid: (error) => emit('error', error, { kind: 'message' }),
   });
 
-  // ---- versions and ordering -------------------------------------------------------------------------------
+  // ---- the machine's runtime -------------------------------------------------------------------------------
 
-  /** Notes a version seen on the wire; a skipped version means a lost message, so read the shadow. */
-  function observeVersion(seen: number): void {
-    if (version !== undefined && seen > version + 1 && synced) {
-      counters.gaps++;
-      requestSync();
-    }
-    if (version === undefined || seen > version) version = seen;
+  /** Feeds an event to the pure machine and performs the effects it asks for, in order. */
+  function dispatch(event: SyncEvent): void {
+    const step = stepSync(machine, event);
+    machine = step.state;
+    // Busy again (a read started, the link dropped): the next idle moment is announced again.
+    if (!isIdle()) idleAnnounced = false;
+    for (const effect of step.effects) perform(effect);
   }
 
-  function onDeltaMessage(body: DeltaBody): void {
-    if (closed) return;
-    if (!synced) {
-      // A read is under way or will start on connect; keep the newest delta in case it is newer than the read.
-      if (queued === undefined || body.version >= queued.version) {
-        queued = { state: body.state, version: body.version, source: 'delta' };
+  function perform(effect: SyncEffect): void {
+    switch (effect.type) {
+      case 'subscribe':
+        session.subscribe(target).then(
+          () => dispatch({ type: 'subscribed', epoch: effect.epoch }),
+          (error: unknown) => dispatch({ type: 'subscribe-failed', epoch: effect.epoch, error }),
+        );
+        return;
+      case 'read':
+        (session.request('get', target, {}) as Promise<GetAcceptedBody | undefined>).then(
+          (document) =>
+            dispatch({ type: 'read-answered', epoch: effect.epoch, document, reportInFlight: inFlight }),
+          (error: unknown) => dispatch({ type: 'read-failed', epoch: effect.epoch, error }),
+        );
+        return;
+      case 'start-retry-timer':
+        retryTimer = timers.setTimer(() => {
+          retryTimer = undefined;
+          dispatch({ type: 'retry-due' });
+        }, backoff(effect.retry));
+        return;
+      case 'cancel-retry-timer':
+        if (handlerRetryTimer !== undefined) timers.clearTimer(handlerRetryTimer);
+        retryTimer = undefined;
+        return;
+      case 'adopt':
+        adopt(effect.document, effect.current, effect.keepReported);
+        return;
+      case 'queue-delta': {
+        const { body } = effect;
+        if (!effect.ifNewer || queued === undefined || body.version >= queued.version) {
+          queued = { state: body.state, version: body.version, source: 'delta' };
+        }
+        return;
       }
-      return;
+      case 'count':
+        counters[effect.counter]++;
+        return;
+      case 'error':
+        emit('error', effect.error, { kind: effect.kind });
+        return;
+      case 'fail-pending':
+        session.failPending('the connection was lost');
+        return;
+      case 'flush-telemetry':
+        flushTelemetry();
+        return;
+      case 'reset-outcome':
+        lastOutcome = undefined; // reconcile with the full delta on every connect
+        return;
+      case 'pump':
+        pump();
+        return;
     }
-    if (version !== undefined && body.version < version) {
-      counters.deltasDiscarded++;
-      return;
-    }
-    if (version !== undefined && body.version > version + 1) {
-      // A message was lost: the read tells the truth (the delta itself is not trusted to move the version).
-      counters.gaps++;
-      requestSync();
-      return;
-    }
-    version = body.version;
-    queued = { state: body.state, version: body.version, source: 'delta' };
-    pump();
   }
 
-  // ---- reading the shadow -----------------------------------------------------------------------------------
-
-  function requestSync(): void {
-    if (closed || !ready) return;
-    if (syncing) {
-      syncAgain = true;
-      return;
-    }
-    void runSync();
-  }
-
-  async function runSync(): Promise<void> {
-    syncing = true;
-    const epoch = connectEpoch;
-    let delayMs = 50;
-    let stale = 0;
-    while (!closed && ready && epoch === connectEpoch) {
-      syncAgain = false;
-      try {
-        counters.gets++;
-        const document = await channel.get();
-        if (closed || epoch !== connectEpoch) break;
-        // A read answered before an update we already saw accepted (answers on different topics overtake each
-        // other) is older than what we know: read again (a few times; the store only moves forward).
-        const known = Math.max(confirmedVersion ?? -1, version ?? -1);
-        // A 404 is as stale once a version is known: the read was answered before the update that created
-        // the shadow (a real deletion is adopted after the re-reads, as they keep answering 404).
-        const current = document === undefined ? known < 0 : document.version >= known;
-        if (!current && ++stale < 3) continue;
-        stale = 0;
-        adopt(document, current && !inFlight);
-        if (!syncAgain) break;
-      } catch (error) {
-        if (closed || epoch !== connectEpoch) break;
-        emit('error', error, { kind: 'sync' });
-        // Woken early by a disconnect or close(): a new connection reads at once, and no timer outlives close().
-        await new Promise<void>((resolve) => {
-          const wake = () => {
-            clearTimeout(timer);
-            wakeBackoff = undefined;
-            resolve();
-          };
-          const timer = setTimeout(wake, delayMs);
-          wakeBackoff = wake;
-        });
-        delayMs = Math.min(delayMs * 2, 2_000);
-      }
-    }
-    syncing = false;
-    // The connection changed while this loop was reading or backing off: the new connection's request for a
-    // read only set `syncAgain` (this loop was still running), so read now for it, or the agent stays unsynced.
-    if (!closed && ready && epoch !== connectEpoch) {
-      void runSync();
-      return;
-    }
-    pump();
-  }
+  const requestSync = () => dispatch({ type: 'sync-wanted' });
 
   /**
    * Takes a read document as the truth, keeping the device's unconfirmed changes on top of it.
    * `current`: no newer version was seen and no update is in flight, so the document reflects every update.
+   * `keepReported`: the read is older than the device's last accepted report, which knows `reported` better.
    */
-  function adopt(document: GetAcceptedBody | undefined, current: boolean): void {
-    // Only this device writes `reported`: a read older than its last accepted report knows less about
-    // `reported` than the device does, so the device keeps its own view of that section.
-    const olderThanOurs =
-      document !== undefined && confirmedVersion !== undefined && document.version < confirmedVersion;
-    if (!olderThanOurs) {
-      confirmed = document?.state.reported;
-      confirmedVersion = document?.version;
-    }
+  function adopt(document: GetAcceptedBody | undefined, current: boolean, keepReported: boolean): void {
+    if (!keepReported) confirmed = document?.state.reported;
     intent.rebase(confirmed, { confirm: current });
-    if (document === undefined) {
-      version = undefined;
+    if (document === undefined) return;
+    const delta = document.state.delta;
+    if (queued !== undefined && queued.version > document.version) {
+      // A delta newer than the read arrived meanwhile: keep it.
+    } else if (delta !== undefined && Object.keys(delta).length > 0) {
+      queued = { state: delta, version: document.version, source: 'get' };
     } else {
-      version = document.version;
-      const delta = document.state.delta;
-      if (queued !== undefined && queued.version > document.version) {
-        // A delta newer than the read arrived meanwhile: keep it.
-      } else if (delta !== undefined && Object.keys(delta).length > 0) {
-        queued = { state: delta, version: document.version, source: 'get' };
-      } else {
-        queued = undefined;
-      }
+      queued = undefined;
     }
-    synced = true;
   }
 
   // ---- the work loop ------------------------------------------------------------------------------------------
 
   function pump(): void {
-    if (closed) return;
-    if (ready && synced) {
+    if (machine.closed) return;
+    if (machine.link === 'ready' && machine.synced) {
       if (queued !== undefined && !handling) void handle(queued);
       scheduleReport();
     }
@@ -441,20 +439,20 @@ export async function createDeviceAgent<D = JsonObject>(
 
   function isIdle(): boolean {
     return (
-      ready &&
-      synced &&
-      !syncing &&
+      machine.link === 'ready' &&
+      machine.synced &&
+      machine.sync === 'idle' &&
       !handling &&
       !inFlight &&
       queued === undefined &&
-      retryTimer === undefined &&
+      handlerRetryTimer === undefined &&
       !intent.dirty
     );
   }
 
   /** Callers get copies: changing them must not change the agent's state. */
   function syncedEvent(): SyncedEvent {
-    return { version, reported: copy(confirmed), applied: copy(applied) };
+    return { version: machine.version, reported: copy(confirmed), applied: copy(applied) };
   }
 
   function announceIfIdle(): void {
@@ -541,7 +539,7 @@ export async function createDeviceAgent<D = JsonObject>(
       thrown = { error };
     }
     handling = false;
-    if (closed) return;
+    if (machine.closed) return;
     counters.deltasHandled++;
     if (thrown !== undefined) {
       onHandlerFailure(item, thrown.error);
@@ -576,10 +574,10 @@ export async function createDeviceAgent<D = JsonObject>(
       return;
     }
     // One retry at a time: a timer left behind would outlive close() and re-queue its delta later.
-    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    if (retryTimer !== undefined) timers.clearTimer(retryTimer);
     const failed = failure;
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
+    handlerRetryTimer = timers.setTimer(() => {
+      handlerRetryTimer = undefined;
       // A newer delta that arrived meanwhile supersedes the retry: one waiting, or one handled since (which
       // replaced or cleared `failure`). Retrying the older one would apply a stale value over a newer one.
       if (failure === failed) queued ??= item;
@@ -598,17 +596,17 @@ export async function createDeviceAgent<D = JsonObject>(
 
   function scheduleReport(): void {
     if (inFlight || reportTimer !== undefined || !intent.dirty) return;
-    reportTimer = setTimeout(
+    reportTimer = timers.setTimer(
       () => {
         reportTimer = undefined;
         void sendReport();
       },
-      Math.max(o.coalesceMs, reportBackoffMs),
+      Math.max(o.coalesceMs, reportFailures === 0 ? 0 : backoff(reportFailures)),
     );
   }
 
   async function sendReport(): Promise<void> {
-    if (closed || !ready || !synced || inFlight) return;
+    if (machine.closed || machine.link !== 'ready' || !machine.synced || inFlight) return;
     const update = intent.pending(isolateLeft > 0 ? 1 : undefined);
     if (update === undefined) {
       isolateLeft = 0;
@@ -616,32 +614,31 @@ export async function createDeviceAgent<D = JsonObject>(
     }
     const patch = update.patch;
     inFlight = true;
-    const epoch = connectEpoch;
+    const epoch = machine.epoch;
     try {
-      const accepted: UpdateAcceptedBody = await channel.update({ state: { reported: patch } });
-      if (epoch === connectEpoch) {
-        confirmed = mergeSection(confirmed, patch);
-        confirmedVersion = Math.max(confirmedVersion ?? 0, accepted.version);
-      }
+      const accepted: UpdateAcceptedBody = (await session.request('update', target, {
+        state: { reported: patch },
+      })) as UpdateAcceptedBody;
+      if (epoch === machine.epoch) confirmed = mergeSection(confirmed, patch);
       intent.acknowledge(update.sent);
       if (isolateLeft > 0) isolateLeft--;
       counters.reportsAccepted++;
-      reportBackoffMs = 0;
-      observeVersion(accepted.version);
+      reportFailures = 0;
+      dispatch({ type: 'report-accepted', epoch, version: accepted.version });
     } catch (error) {
       if (
         isShadowError(error) &&
         (isRetryable(error) || error.code === 'TIMEOUT' || error.code === 'TRANSPORT')
       ) {
         // Lost, throttled or a service failure: send again (reported updates without version are safe to repeat).
-        reportBackoffMs = Math.min(Math.max(reportBackoffMs * 2, 50), 2_000);
+        reportFailures++;
         if (error.code === 'TIMEOUT' || error.code === 'TRANSPORT') {
           // Applied or not? Only a read can tell.
           intent.unsure();
           requestSync();
         }
       } else if (isShadowError(error) && error.code === 'CONFLICT') {
-        emit('conflict', { version, desired: undefined, applied: undefined, error });
+        emit('conflict', { version: machine.version, desired: undefined, applied: undefined, error });
         requestSync();
       } else if (update.sent.length > 1) {
         // The service refuses this content (too large, too deep...), maybe because of one leaf: find it.
@@ -693,10 +690,10 @@ export async function createDeviceAgent<D = JsonObject>(
     }
     if (result.nextCheckAt !== undefined && result.nextCheckAt < checkAt) {
       checkAt = result.nextCheckAt;
-      if (checkTimer !== undefined) clearTimeout(checkTimer);
+      if (checkTimer !== undefined) timers.clearTimer(checkTimer);
       // Clamped: a longer delay would fire after 1 ms, and the re-check would re-arm it in a busy loop. A
       // re-check that comes early finds the value still held back and arms the timer again.
-      checkTimer = setTimeout(
+      checkTimer = timers.setTimer(
         recheckWithheld,
         Math.min(MAX_TIMER_DELAY_MS, Math.max(0, checkAt - o.clock())),
       );
@@ -707,7 +704,7 @@ export async function createDeviceAgent<D = JsonObject>(
   function recheckWithheld(): void {
     checkTimer = undefined;
     checkAt = Number.POSITIVE_INFINITY;
-    if (closed || withheld.size === 0) return;
+    if (machine.closed || withheld.size === 0) return;
     let values: JsonObject | undefined;
     for (const entry of withheld.values()) values = mergeSection(values, nest(entry.segments, entry.value));
     if (values === undefined) return;
@@ -720,58 +717,38 @@ export async function createDeviceAgent<D = JsonObject>(
 
   // ---- connection ---------------------------------------------------------------------------------------------
 
-  async function onConnect(): Promise<void> {
+  function onConnect(): void {
     (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
-    connectEpoch++;
-    const epoch = connectEpoch;
-    ready = false;
-    synced = false;
-    lastOutcome = undefined; // reconcile with the full delta on every connect
-    // Telemetry needs no subscription: send what was buffered now, before any newer reading can be published.
-    linkUp = true;
-    flushTelemetry();
-    try {
-      await channel.subscribe(); // subscribe before publishing anything
-    } catch (error) {
-      emit('error', error, { kind: 'subscribe' });
-      return;
-    }
-    if (closed || epoch !== connectEpoch) return;
-    ready = true;
-    requestSync();
+    dispatch({ type: 'connected' });
   }
 
-  function onDisconnect(): void {
-    linkUp = false;
-    ready = false;
-    synced = false;
-    connectEpoch++;
-    channel.failPending('the connection was lost');
-    wakeBackoff?.();
-    announceIfIdle();
-  }
+  const onDisconnect = () => dispatch({ type: 'disconnected' });
 
-  const onConnectListener = () => {
-    void onConnect();
-  };
+  const onConnectListener = () => onConnect();
   // Without an 'error' listener an EventEmitter throws; the client reconnects by itself, so only report it.
   const onClientError = (error: Error) => emit('error', error, { kind: 'connection' });
   client.on('connect', onConnectListener);
   client.on('close', onDisconnect);
   client.on('offline', onDisconnect);
   client.on('error', onClientError);
-  if (client.connected) void onConnect();
+  if (client.connected) onConnect();
 
   if (o.resyncIntervalMs > 0) {
-    resyncTimer = setInterval(() => {
-      if (ready && synced && !syncing) requestSync();
-    }, o.resyncIntervalMs);
-    resyncTimer.unref?.();
+    // A safety net only: with Node's timers it must not keep a process alive on its own.
+    const arm = () => {
+      resyncTimer = timers.setTimer(resync, o.resyncIntervalMs);
+      (resyncTimer as { unref?: () => void }).unref?.();
+    };
+    const resync = () => {
+      arm();
+      if (machine.link === 'ready' && machine.synced && machine.sync === 'idle') requestSync();
+    };
+    arm();
   }
 
   return {
     report(values) {
-      if (closed)
+      if (machine.closed)
         throw new ShadowTransportError(`the device agent of thing '${o.thingName}' is closed`, target);
       const now = o.clock();
       const result = o.policy.split(values, { lastReported: intent.wanted, lastReportedAt, now });
@@ -779,7 +756,7 @@ export async function createDeviceAgent<D = JsonObject>(
       trackWithheld(values, result);
       if (result.telemetry !== undefined) {
         const payload = JSON.stringify({ state: result.telemetry, timestamp: now });
-        if (linkUp) publishTelemetry(payload);
+        if (machine.link !== 'down') publishTelemetry(payload);
         else telemetry.push(payload);
       }
       pump();
@@ -793,9 +770,9 @@ export async function createDeviceAgent<D = JsonObject>(
     },
     applied: () => copy(applied),
     status: () => ({
-      connected: ready,
+      connected: machine.link === 'ready',
       synced: isIdle(),
-      version,
+      version: machine.version,
       reported: copy(confirmed),
       pending: intent.dirty,
     }),
@@ -806,7 +783,7 @@ export async function createDeviceAgent<D = JsonObject>(
     }),
     whenSynced() {
       // Closed first: a closed agent follows nothing, however in sync it was when it stopped.
-      if (closed) {
+      if (machine.closed) {
         return Promise.reject(
           new ShadowTransportError(`the device agent of thing '${o.thingName}' is closed`, target),
         );
@@ -818,13 +795,10 @@ export async function createDeviceAgent<D = JsonObject>(
       return new Promise((resolve, reject) => syncWaiters.push({ resolve, reject }));
     },
     async close() {
-      if (closed) return;
-      closed = true;
-      linkUp = false;
-      ready = false;
-      for (const timer of [reportTimer, retryTimer, checkTimer]) if (timer !== undefined) clearTimeout(timer);
-      if (resyncTimer !== undefined) clearInterval(resyncTimer);
-      wakeBackoff?.();
+      if (machine.closed) return;
+      dispatch({ type: 'close' });
+      for (const timer of [reportTimer, handlerRetryTimer, checkTimer, resyncTimer])
+        if (timer !== undefined) timers.clearTimer(timer);
       client.removeListener('connect', onConnectListener);
       client.removeListener('close', onDisconnect);
       client.removeListener('offline', onDisconnect);
@@ -834,17 +808,17 @@ export async function createDeviceAgent<D = JsonObject>(
         target,
       );
       for (const waiter of syncWaiters.splice(0)) waiter.reject(closedError);
-      await channel.close();
+      await session.close();
       if (owned) {
         // A graceful end waits for every in-flight QoS 1 message, forever on a link that went silent: wait
         // for them at most the request timeout, then end the client by force.
         const drained = await new Promise<boolean>((resolve) => {
           if (Object.keys(client.outgoing).length === 0) return resolve(true);
           const onEmpty = () => {
-            clearTimeout(timer);
+            timers.clearTimer(timer);
             resolve(true);
           };
-          const timer = setTimeout(() => {
+          const timer = timers.setTimer(() => {
             client.removeListener('outgoingEmpty', onEmpty);
             resolve(false);
           }, o.requestTimeoutMs);

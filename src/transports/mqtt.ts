@@ -1,13 +1,11 @@
 /**
- * The MQTT transport: request/response over the Device Shadow reserved topics with an mqtt.js client.
+ * The MQTT transport: request/response over the Device Shadow reserved topics with an mqtt.js client, on the
+ * shared reserved-topic session (`src/mqtt-session/`), which subscribes before publishing, correlates answers
+ * by `clientToken`, times requests out and keeps the connection inside AWS IoT's per-connection quotas.
  *
- * - Subscribes to a shadow's response topics before its first request is published (AWS's advice: a
- *   response can arrive before a late subscription).
- * - Correlates answers by `clientToken`: a token the caller put in its request is used as is and never
- *   replaced; otherwise a unique one is generated (`<random prefix>-<counter>`, well under 64 bytes).
- * - One timeout per request (`ShadowTimeoutError`); any number of requests in flight.
- * - Keeps the newest document announced on `update/documents` (and the version a re-create must name after
- *   `delete/accepted`), which the update engine uses instead of a read after a conflict.
+ * On top of the session, the transport keeps the newest document announced on `update/documents` (and the
+ * version a re-create must name after `delete/accepted`), which the update engine uses instead of a read
+ * after a conflict.
  */
 import type { MqttClient } from 'mqtt';
 import type {
@@ -16,22 +14,18 @@ import type {
   UpdateAcceptedBody,
   UpdateRequest,
 } from '../core/document.js';
-import { rejectionFromBody } from '../core/error-types.js';
-import { parseShadowTopic, type ShadowTopicSuffix, shadowTopic } from '../core/topics.js';
-import {
-  describeTarget,
-  errorFromRejection,
-  ShadowOptionsError,
-  ShadowTimeoutError,
-  ShadowTransportError,
-} from '../errors.js';
-import { decodeResponseBody } from './response-decoder.js';
-import type { KnownState, ShadowDocument, ShadowTransport, TransportCallOptions } from './transport.js';
+import type { ShadowTopicSuffix } from '../core/topics.js';
+import type { ShadowValidationError } from '../errors.js';
+import { ShadowOptionsError } from '../errors.js';
+import { createReservedTopicSession, type ObservedSuffix } from '../mqtt-session/reserved-topic-session.js';
+import type { SubscriptionMode } from '../mqtt-session/subscription-pool.js';
+import { isTimerClock, SYSTEM_TIMER_CLOCK, type TimerClock } from '../mqtt-session/timer-clock.js';
+import type { KnownState, ShadowDocument, ShadowTransport } from './transport.js';
 
 /** Options of {@link mqttTransport}. */
 export interface MqttTransportOptions {
   /**
-   * Milliseconds to wait for the `accepted` / `rejected` answer of one request.
+   * Milliseconds to wait for the `accepted` / `rejected` answer of one request, from its publish.
    * @defaultValue 5000
    */
   timeoutMs?: number;
@@ -56,6 +50,38 @@ export interface MqttTransportOptions {
    * @defaultValue true
    */
   trackDocuments?: boolean;
+  /**
+   * How the connection subscribes to response topics. `'per-shadow'`: each addressed shadow's own topics,
+   * released least recently used first when `maxSubscriptions` would be exceeded (requests wait while every
+   * subscribed shadow is busy). `'wildcard'`: one `$aws/things/+/shadow/...` filter per response topic (and the
+   * `name/+` form once a named shadow is used), kept until `close()`; the policy must allow these filters, and
+   * the connection then receives every shadow's responses.
+   * @defaultValue 'per-shadow'
+   */
+  subscriptions?: SubscriptionMode;
+  /**
+   * Most filters this transport keeps subscribed on the connection (AWS IoT: 50 subscriptions per connection).
+   * Lower it by what the application subscribes on the same client itself.
+   * @defaultValue 50
+   */
+  maxSubscriptions?: number;
+  /**
+   * Most filters in one SUBSCRIBE packet (AWS IoT: 8). Also set as the client's `subscribeBatchSize` when it
+   * has none, so that mqtt.js's own re-subscription after a reconnect stays within it.
+   * @defaultValue 8
+   */
+  maxFiltersPerSubscribe?: number;
+  /**
+   * Told about every message on a subscribed response topic that is not UTF-8 JSON or (when validating) not
+   * the documented shape. A request such a message answers is also rejected with the same error.
+   * @defaultValue undefined (not told)
+   */
+  onInvalidMessage?: (error: ShadowValidationError, topic: string) => void;
+  /**
+   * Time and timers of the request timeouts.
+   * @defaultValue Node's clock
+   */
+  clock?: TimerClock;
 }
 
 /** The longest delay a Node timer honours. */
@@ -67,6 +93,9 @@ export const MQTT_TRANSPORT_DEFAULTS = Object.freeze({
   qos: 1 as 0 | 1,
   validateResponses: true,
   trackDocuments: true,
+  subscriptions: 'per-shadow' as SubscriptionMode,
+  maxSubscriptions: 50,
+  maxFiltersPerSubscribe: 8,
 });
 
 /** The MQTT transport: a {@link ShadowTransport} whose `close` releases its subscriptions and listener. */
@@ -82,6 +111,42 @@ interface ResolvedMqttTransportOptions {
   validateResponses: boolean;
   clientTokenPrefix: string;
   trackDocuments: boolean;
+  subscriptions: SubscriptionMode;
+  maxSubscriptions: number;
+  maxFiltersPerSubscribe: number;
+  onInvalidMessage: ((error: ShadowValidationError, topic: string) => void) | undefined;
+  clock: TimerClock;
+}
+
+const KNOWN_OPTIONS = [
+  'timeoutMs',
+  'qos',
+  'validateResponses',
+  'clientTokenPrefix',
+  'trackDocuments',
+  'subscriptions',
+  'maxSubscriptions',
+  'maxFiltersPerSubscribe',
+  'onInvalidMessage',
+  'clock',
+];
+
+const RESPONSE_SUFFIXES: readonly ShadowTopicSuffix[] = [
+  'get/accepted',
+  'get/rejected',
+  'update/accepted',
+  'update/rejected',
+  'delete/accepted',
+  'delete/rejected',
+];
+const TRACKING_SUFFIXES: readonly ShadowTopicSuffix[] = ['update/documents'];
+
+function positiveInteger(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new ShadowOptionsError(`mqttTransport: ${name} must be an integer ≥ ${min}, got ${String(value)}`);
+  }
+  return value;
 }
 
 /**
@@ -92,10 +157,11 @@ interface ResolvedMqttTransportOptions {
 export function resolveMqttTransportOptions(
   options: MqttTransportOptions = {},
 ): ResolvedMqttTransportOptions {
-  const known = ['timeoutMs', 'qos', 'validateResponses', 'clientTokenPrefix', 'trackDocuments'];
   for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      throw new ShadowOptionsError(`mqttTransport: unknown option '${key}' (known: ${known.join(', ')})`);
+    if (!KNOWN_OPTIONS.includes(key)) {
+      throw new ShadowOptionsError(
+        `mqttTransport: unknown option '${key}' (known: ${KNOWN_OPTIONS.join(', ')})`,
+      );
     }
   }
   const timeoutMs = options.timeoutMs ?? MQTT_TRANSPORT_DEFAULTS.timeoutMs;
@@ -131,50 +197,60 @@ export function resolveMqttTransportOptions(
   ) {
     throw new ShadowOptionsError('mqttTransport: clientTokenPrefix must be a string of 1 to 40 UTF-8 bytes');
   }
+  const subscriptions = options.subscriptions ?? MQTT_TRANSPORT_DEFAULTS.subscriptions;
+  if (subscriptions !== 'per-shadow' && subscriptions !== 'wildcard') {
+    throw new ShadowOptionsError(
+      `mqttTransport: subscriptions must be 'per-shadow' or 'wildcard', got ${String(subscriptions)}`,
+    );
+  }
+  const trackDocuments = options.trackDocuments ?? MQTT_TRANSPORT_DEFAULTS.trackDocuments;
+  const perShadow = RESPONSE_SUFFIXES.length + (trackDocuments ? TRACKING_SUFFIXES.length : 0);
+  // One shadow's topics (one wildcard group's) must fit, or its requests would wait for room forever.
+  const maxSubscriptions = positiveInteger(
+    'maxSubscriptions',
+    options.maxSubscriptions,
+    MQTT_TRANSPORT_DEFAULTS.maxSubscriptions,
+    perShadow,
+  );
+  const maxFiltersPerSubscribe = positiveInteger(
+    'maxFiltersPerSubscribe',
+    options.maxFiltersPerSubscribe,
+    MQTT_TRANSPORT_DEFAULTS.maxFiltersPerSubscribe,
+    1,
+  );
+  if (options.onInvalidMessage !== undefined && typeof options.onInvalidMessage !== 'function') {
+    throw new ShadowOptionsError('mqttTransport: onInvalidMessage must be a function');
+  }
+  const clock = options.clock ?? SYSTEM_TIMER_CLOCK;
+  if (!isTimerClock(clock)) {
+    throw new ShadowOptionsError('mqttTransport: clock must have now(), setTimer() and clearTimer()');
+  }
   return {
     timeoutMs,
     qos,
     validateResponses: options.validateResponses ?? MQTT_TRANSPORT_DEFAULTS.validateResponses,
     clientTokenPrefix,
-    trackDocuments: options.trackDocuments ?? MQTT_TRANSPORT_DEFAULTS.trackDocuments,
+    trackDocuments,
+    subscriptions,
+    maxSubscriptions,
+    maxFiltersPerSubscribe,
+    onInvalidMessage: options.onInvalidMessage,
+    clock,
   };
-}
-
-type Operation = 'get' | 'update' | 'delete';
-
-interface Pending {
-  operation: Operation;
-  target: ShadowTarget;
-  expectedVersion: number | undefined;
-  resolve(body: unknown): void;
-  reject(error: unknown): void;
-  timer: ReturnType<typeof setTimeout>;
 }
 
 function keyOf(target: ShadowTarget): string {
   return target.shadowName === undefined ? target.thingName : `${target.thingName}/${target.shadowName}`;
 }
 
-function contextOf(target: ShadowTarget) {
-  return {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
-  };
-}
-
-const RESPONSE_SUFFIXES: readonly ShadowTopicSuffix[] = [
-  'get/accepted',
-  'get/rejected',
-  'update/accepted',
-  'update/rejected',
-  'delete/accepted',
-  'delete/rejected',
-];
-const TRACKING_SUFFIXES: readonly ShadowTopicSuffix[] = ['update/documents'];
+const versionOf = (state: KnownState) => (state.exists ? state.document.version : state.version);
 
 /**
  * Creates a transport over a connected mqtt.js client (MQTT 3.1.1 or 5). Works with AWS IoT Core and
  * with the local shadow service; the client must be allowed to use the shadow's reserved topics.
+ *
+ * One connection may address any number of shadows: subscriptions stay within AWS IoT's per-connection
+ * quotas (`maxSubscriptions`, `maxFiltersPerSubscribe`, see {@link MqttTransportOptions.subscriptions}).
  *
  * @param client - a connected (or connecting) `MqttClient`; the transport never ends it
  * @param options - see {@link MqttTransportOptions}
@@ -188,263 +264,73 @@ const TRACKING_SUFFIXES: readonly ShadowTopicSuffix[] = ['update/documents'];
  */
 export function mqttTransport(client: MqttClient, options: MqttTransportOptions = {}): MqttShadowTransport {
   const settings = resolveMqttTransportOptions(options);
-  const pending = new Map<string, Pending>();
-  const subscribed = new Map<string, Promise<void>>();
   const known = new Map<string, KnownState>();
-  let counter = 0;
-  let closed = false;
-  const subscribedSuffixes: readonly ShadowTopicSuffix[] = settings.trackDocuments
-    ? [...RESPONSE_SUFFIXES, ...TRACKING_SUFFIXES]
-    : RESPONSE_SUFFIXES;
 
   const learn = (target: ShadowTarget, state: KnownState) => {
     const key = keyOf(target);
     const previous = known.get(key);
-    const version = (s: KnownState) => (s.exists ? s.document.version : s.version);
-    if (previous === undefined || version(state) > version(previous)) known.set(key, state);
+    if (previous === undefined || versionOf(state) > versionOf(previous)) known.set(key, state);
   };
 
-  const onMessage = (topic: string, payload: Buffer) => {
-    const parsed = parseShadowTopic(topic);
-    if (parsed === undefined || parsed.response === undefined) return;
-    const { target, operation, response } = parsed;
-    let body: Record<string, unknown>;
-    try {
-      body = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
-    } catch {
-      return; // not ours to judge: an unparsable broadcast is ignored; a request of ours will time out
-    }
-    if (typeof body !== 'object' || body === null) return;
-    if (response === 'documents') {
-      try {
-        const documents = decodeResponseBody('documents', payload, target, settings.validateResponses);
-        learn(target, { exists: true, document: documents.current as ShadowDocument });
-      } catch {
-        // A malformed broadcast must not poison the cache.
+  const observe: ObservedSuffix[] = settings.trackDocuments ? ['update/documents', 'delete/accepted'] : [];
+  const session = createReservedTopicSession(client, {
+    timeoutMs: settings.timeoutMs,
+    qos: settings.qos,
+    clientTokenPrefix: settings.clientTokenPrefix,
+    validate: settings.validateResponses,
+    suffixes: settings.trackDocuments ? [...RESPONSE_SUFFIXES, ...TRACKING_SUFFIXES] : RESPONSE_SUFFIXES,
+    observe,
+    mode: settings.subscriptions,
+    maxSubscriptions: settings.maxSubscriptions,
+    maxFiltersPerSubscribe: settings.maxFiltersPerSubscribe,
+    clock: settings.clock,
+    owner: 'the MQTT transport',
+    onMessage(message) {
+      if (message.kind === 'update/documents') {
+        learn(message.target, { exists: true, document: message.body.current as ShadowDocument });
+      } else if (message.kind === 'delete/accepted') {
+        // Anyone's delete: a re-create must now name the deleted version + 1.
+        learn(message.target, { exists: false, version: message.body.version + 1 });
       }
-      return;
-    }
-    const token = typeof body.clientToken === 'string' ? body.clientToken : undefined;
-    const request = token === undefined ? undefined : pending.get(token);
-    if (operation === 'delete' && response === 'accepted' && typeof body.version === 'number') {
-      // Anyone's delete: a re-create must now name the deleted version + 1.
-      learn(target, { exists: false, version: body.version + 1 });
-    }
-    // Only accepted / rejected answer a request: `update/delta` carries the clientToken of the update that
-    // caused it too, and reaches a client that listens to deltas on this connection (a device), possibly
-    // before the `update/accepted`.
-    if (response !== 'accepted' && response !== 'rejected') return;
-    if (request === undefined || request.operation !== operation || keyOf(request.target) !== keyOf(target))
-      return;
-    pending.delete(token as string);
-    clearTimeout(request.timer);
-    try {
-      if (response === 'rejected') {
-        const rejected = decodeResponseBody('rejected', payload, target, settings.validateResponses);
-        const rejection = rejectionFromBody(rejected);
-        if (operation === 'get' && rejected.code === 404) {
-          request.resolve(undefined);
-          return;
-        }
-        request.reject(
-          errorFromRejection(rejection, {
-            ...contextOf(target),
-            ...(request.expectedVersion === undefined ? {} : { expectedVersion: request.expectedVersion }),
-          }),
-        );
-        return;
-      }
-      const decoded = decodeResponseBody(operation, payload, target, settings.validateResponses);
-      if (operation === 'get') {
-        const { clientToken: _token, ...document } = decoded as ShadowDocument & { clientToken?: string };
-        learn(target, { exists: true, document });
-        request.resolve(document);
-      } else {
-        request.resolve(decoded);
-      }
-    } catch (error) {
-      request.reject(error);
-    }
-  };
+    },
+    ...(settings.onInvalidMessage === undefined ? {} : { onInvalid: settings.onInvalidMessage }),
+    // No longer subscribed: its broadcasts stop arriving, so what we knew of it goes stale.
+    onReleased: (target) => known.delete(keyOf(target)),
+  });
 
   const onClose = () => {
     // Broadcasts may be missed while disconnected: what we knew can no longer be trusted as current.
     known.clear();
   };
-
-  client.on('message', onMessage);
   client.on('close', onClose);
-
-  const ensureSubscribed = (target: ShadowTarget): Promise<void> => {
-    const key = keyOf(target);
-    let ready = subscribed.get(key);
-    if (ready === undefined) {
-      const topics = subscribedSuffixes.map((suffix) => shadowTopic(target, suffix));
-      ready = client.subscribeAsync(topics, { qos: settings.qos }).then((grants) => {
-        const refused = grants.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
-        if (refused.length > 0) {
-          throw new ShadowTransportError(
-            `${describeTarget(contextOf(target))}: the broker refused the subscriptions ${refused.join(', ')}`,
-            contextOf(target),
-          );
-        }
-      });
-      ready.catch(() => subscribed.delete(key));
-      subscribed.set(key, ready);
-    }
-    return ready;
-  };
-
-  const send = async (
-    operation: Operation,
-    target: ShadowTarget,
-    body: Record<string, unknown>,
-    call: TransportCallOptions | undefined,
-    expectedVersion?: number,
-  ): Promise<unknown> => {
-    if (closed)
-      throw new ShadowTransportError(
-        `${describeTarget(contextOf(target))}: the MQTT transport is closed`,
-        contextOf(target),
-      );
-    call?.signal?.throwIfAborted();
-    try {
-      await ensureSubscribed(target);
-    } catch (error) {
-      if (error instanceof ShadowTransportError) throw error;
-      throw new ShadowTransportError(
-        `${describeTarget(contextOf(target))}: subscribing failed: ${String(error)}`,
-        {
-          ...contextOf(target),
-          cause: error,
-        },
-      );
-    }
-    // The subscription took a round trip: the transport may have been closed or the caller may have given
-    // up meanwhile. Publishing now would apply a write nobody waits for (the caller would see a timeout, or
-    // the abort, for a write that was in fact made), and no listener would take its answer.
-    if (closed)
-      throw new ShadowTransportError(
-        `${describeTarget(contextOf(target))}: the MQTT transport was closed before the ${operation} request was sent`,
-        contextOf(target),
-      );
-    call?.signal?.throwIfAborted();
-    let token = body.clientToken;
-    if (token === undefined) {
-      counter += 1;
-      token = `${settings.clientTokenPrefix}-${counter.toString(36)}`;
-      body = { ...body, clientToken: token };
-    } else if (typeof token !== 'string') {
-      throw new ShadowOptionsError(
-        `${describeTarget(contextOf(target))}: clientToken must be a string`,
-        contextOf(target),
-      );
-    } else if (pending.has(token)) {
-      throw new ShadowOptionsError(
-        `${describeTarget(contextOf(target))}: clientToken '${token}' is already used by a request in flight; answers could not be told apart`,
-        contextOf(target),
-      );
-    }
-    const clientToken = token as string;
-    return new Promise<unknown>((resolve, reject) => {
-      const finish = () => call?.signal?.removeEventListener('abort', onAbort);
-      const onAbort = () => {
-        const request = pending.get(clientToken);
-        if (request === undefined) return;
-        pending.delete(clientToken);
-        clearTimeout(request.timer);
-        reject(call?.signal?.reason);
-      };
-      const timer = setTimeout(() => {
-        pending.delete(clientToken);
-        finish();
-        reject(
-          new ShadowTimeoutError(
-            `${describeTarget(contextOf(target))}: no answer to ${operation} (clientToken '${clientToken}') within ${settings.timeoutMs} ms`,
-            {
-              ...contextOf(target),
-              timeoutMs: settings.timeoutMs,
-              ...(expectedVersion === undefined ? {} : { expectedVersion }),
-            },
-          ),
-        );
-      }, settings.timeoutMs);
-      pending.set(clientToken, {
-        operation,
-        target,
-        expectedVersion,
-        timer,
-        resolve: (value) => {
-          finish();
-          resolve(value);
-        },
-        reject: (error) => {
-          finish();
-          reject(error);
-        },
-      });
-      call?.signal?.addEventListener('abort', onAbort, { once: true });
-      // Registered before publishing: the answer may arrive before the publish callback.
-      client
-        .publishAsync(shadowTopic(target, operation), JSON.stringify(body), { qos: settings.qos })
-        .catch((error: unknown) => {
-          const request = pending.get(clientToken);
-          if (request === undefined) return;
-          pending.delete(clientToken);
-          clearTimeout(request.timer);
-          request.reject(
-            new ShadowTransportError(
-              `${describeTarget(contextOf(target))}: publishing the ${operation} request failed: ${String(error)}`,
-              {
-                ...contextOf(target),
-                cause: error,
-              },
-            ),
-          );
-        });
-    });
-  };
 
   return {
     async get(target, call) {
-      return (await send('get', target, {}, call)) as ShadowDocument | undefined;
+      const document = (await session.request('get', target, {}, { signal: call?.signal })) as
+        | (ShadowDocument & { clientToken?: string })
+        | undefined;
+      if (document === undefined) return undefined;
+      const { clientToken: _token, ...rest } = document;
+      learn(target, { exists: true, document: rest });
+      return rest;
     },
     async update(target, request: UpdateRequest, call) {
-      return (await send('update', target, { ...request }, call, request.version)) as UpdateAcceptedBody;
+      return (await session.request(
+        'update',
+        target,
+        { ...request },
+        { signal: call?.signal, expectedVersion: request.version },
+      )) as UpdateAcceptedBody;
     },
     async delete(target, call) {
-      return (await send('delete', target, {}, call)) as DeleteAcceptedBody;
+      return (await session.request('delete', target, {}, { signal: call?.signal })) as DeleteAcceptedBody;
     },
     known(target) {
       return known.get(keyOf(target));
     },
     async close() {
-      if (closed) return;
-      closed = true;
-      client.removeListener('message', onMessage);
       client.removeListener('close', onClose);
-      for (const [token, request] of pending) {
-        clearTimeout(request.timer);
-        request.reject(
-          new ShadowTransportError(
-            `${describeTarget(contextOf(request.target))}: the MQTT transport was closed`,
-            contextOf(request.target),
-          ),
-        );
-        pending.delete(token);
-      }
-      // Only the topics this transport subscribed: the application may subscribe to others on the same
-      // client (for example `update/documents` when `trackDocuments` is false), and MQTT has no reference
-      // counts, so unsubscribing them would silently end the application's own subscription.
-      const topics = [...subscribed.keys()].flatMap((key) => {
-        const [thingName, shadowName] = key.split('/') as [string, string | undefined];
-        const target: ShadowTarget = shadowName === undefined ? { thingName } : { thingName, shadowName };
-        return subscribedSuffixes.map((suffix) => shadowTopic(target, suffix));
-      });
-      subscribed.clear();
-      if (topics.length > 0 && client.connected) {
-        await client.unsubscribeAsync(topics).catch(() => undefined);
-      }
+      await session.close();
     },
   };
 }

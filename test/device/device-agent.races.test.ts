@@ -15,9 +15,9 @@ import type { JsonObject, ShadowRecord } from '../../src/core/document.js';
 import { getDocument } from '../../src/core/get-document.js';
 import { parseShadowTopic, shadowTopic } from '../../src/core/topics.js';
 import { createDeviceAgent } from '../../src/device/index.js';
+import { createFakeClock } from '../support/fake-clock.js';
 
 const target = { thingName: 'race' };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** TEST DOUBLE: a connected mqtt.js-like client whose "service" applies the pure core's rules. */
 class SchedulerServiceDouble extends EventEmitter {
@@ -109,12 +109,15 @@ describe('device agent races (fc.scheduler over a service test double)', () => {
         fc.array(fc.tuple(write, fc.boolean()), { minLength: 1, maxLength: 6 }),
         async (scheduler, steps) => {
           const service = new SchedulerServiceDouble(scheduler);
+          // The agent's own timers (report coalescing, retries) run on fake time the loop below advances.
+          const clock = createFakeClock();
           service.update({ state: { desired: { power: 'off' } } });
           const agent = await createDeviceAgent({
             thingName: target.thingName,
             mqtt: service as unknown as MqttClient,
             resyncIntervalMs: 0, // no safety net: nothing is lost here, ordering alone must converge
             requestTimeoutMs: 60_000,
+            clock,
             onDelta: (delta) => delta,
           });
           try {
@@ -124,11 +127,11 @@ describe('device agent races (fc.scheduler over a service test double)', () => {
               if (deviceReports) agent.report({ uptime: steps.indexOf(step) });
               // Let some of the scheduled deliveries and the agent's own timers run.
               for (let i = 0; i < 3 && scheduler.count() > 0; i++) await scheduler.waitOne();
-              await sleep(0);
+              await clock.advance(0);
             }
             for (let rounds = 0; rounds < 500; rounds++) {
               if (scheduler.count() > 0) await scheduler.waitOne();
-              await sleep(1);
+              await clock.advance(1);
               if (scheduler.count() === 0 && agent.status().synced) break;
             }
             const stored = service.record as { state: { desired?: JsonObject; reported?: JsonObject } };

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDeviceAgent, type DeviceAgent } from '../../src/device/index.js';
 import type { ShadowService } from '../../src/emulator/index.js';
 import { splitPolicy } from '../../src/split/index.js';
+import { createFakeClock } from '../support/fake-clock.js';
 import { mqttClient, readShadow, sdkClient, startService, waitFor, writeDesired } from './service-fixture.js';
 
 let service: ShadowService;
@@ -93,9 +94,11 @@ describe('device agent review: handler retry after a newer delta', () => {
   it('does not hand a failed older delta to the handler again once a newer delta was applied', async () => {
     const calls: unknown[] = [];
     let failOnce = true;
+    const clock = createFakeClock(Date.now());
     const agent = await createDeviceAgent({
       thingName: 'fan',
       mqtt: service.mqttUrl,
+      clock,
       handlerRetryDelayMs: 300,
       onDelta: (delta) => {
         calls.push(delta.speed);
@@ -112,7 +115,7 @@ describe('device agent review: handler retry after a newer delta', () => {
     await waitFor(() => calls.length === 1, 'the failing call');
     await writeDesired(sdk, 'fan', { speed: 2 }); // arrives while the retry of speed 1 waits
     await waitFor(() => agent.applied()?.speed === 2, 'speed 2 applied');
-    await new Promise((resolve) => setTimeout(resolve, 500)); // past the retry delay
+    await clock.advance(500); // past the retry delay, on the agent's own clock
     await agent.whenSynced();
     expect(calls).toEqual([1, 2]);
     expect(agent.applied()).toEqual({ speed: 2 });
@@ -222,16 +225,19 @@ describe('device agent review: a read answered 404 after the report that created
       }
       return emit(event, ...args);
     }) as typeof client.emit;
+    const clock = createFakeClock(Date.now());
     const agent = await createDeviceAgent({
       thingName: 'tag',
       mqtt: client,
+      clock,
       resyncIntervalMs: 20,
       onDelta: () => undefined,
     });
     agents.push(agent);
     await agent.whenSynced(); // the shadow does not exist yet
-    await new Promise((resolve) => setTimeout(resolve, 30)); // a resync read is on its way
+    await clock.advance(20); // the resync read is on its way
     agent.report({ battery: 80 });
+    await clock.advance(0); // the report's (zero) coalescing delay
     await waitFor(() => agent.stats().reportsAccepted === 1, 'the report accepted');
     acked = true;
     await waitFor(() => seenAfter404.length > 0, 'the late 404 handled', 2_000);
@@ -276,9 +282,11 @@ describe('device agent review: close() on a link that went silent', () => {
   it('returns within the request timeout instead of waiting forever for the broker', async () => {
     const proxy = await blackHoleProxy(service.mqttUrl);
     try {
+      const clock = createFakeClock(Date.now());
       const agent = await createDeviceAgent({
         thingName: 'probe',
         mqtt: proxy.url,
+        clock,
         requestTimeoutMs: 200,
         telemetryQos: 1,
         policy: splitPolicy({ fields: { rssi: 'telemetry' } }),
@@ -287,12 +295,17 @@ describe('device agent review: close() on a link that went silent', () => {
       await agent.whenSynced();
       proxy.cut();
       agent.report({ mode: 'x', rssi: -70 }); // an update and a QoS 1 publish that will never be answered
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      const outcome = await Promise.race([
-        agent.close().then(() => 'closed'),
-        new Promise((resolve) => setTimeout(() => resolve('still closing after 3 s'), 3_000)),
-      ]);
-      expect(outcome).toBe('closed');
+      await clock.advance(0); // the update goes out
+      let closed = false;
+      const closing = agent.close().then(() => {
+        closed = true;
+        return 'closed';
+      });
+      // The unsubscribe and the in-flight messages each wait at most requestTimeoutMs of the agent's clock.
+      for (let step = 0; step < 10 && !closed; step++) await clock.advance(200);
+      expect(await Promise.race([closing, Promise.resolve('still closing after 2 s of its clock')])).toBe(
+        'closed',
+      );
     } finally {
       await proxy.close();
     }
