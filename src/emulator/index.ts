@@ -29,6 +29,7 @@ export {
   openJournal,
 } from './journal.js';
 export { type MqttFront, type MqttFrontOptions, type MqttFrontStats, startMqttFront } from './mqtt-front.js';
+export type { LambdaCallback, LambdaContext } from './rules/lambda-context.js';
 export {
   type DecodedPayload,
   decodeRulePayload,
