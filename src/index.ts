@@ -25,6 +25,7 @@ export {
   deltaBodySchema,
   documentsBodySchema,
   getAcceptedBodySchema,
+  type MessageSchema,
   namedShadowListBodySchema,
   type ParseContext,
   parseWithSchema,

@@ -1,6 +1,7 @@
 /**
  * The `shadow-sync` command line: a table of subcommands, so new ones (such as `demo`) are one entry each.
  */
+import { readFileSync } from 'node:fs';
 import { demoCommand } from './demo-command.js';
 import { serveCommand } from './serve-command.js';
 
@@ -32,8 +33,21 @@ function usage(): string {
     'Commands:',
     ...lines,
     '',
+    'Options:',
+    '  --help, -h     show this help',
+    '  --version, -v  print the version of shadow-sync',
+    '',
     'Run `shadow-sync <command> --help` for its options.',
   ].join('\n');
+}
+
+/**
+ * The package's version, read from its package.json when asked. This module sits two directories below the
+ * package root both in the sources (`src/cli/`) and in the published bin's chunks (`dist/bin/`).
+ */
+function packageVersion(): string {
+  const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
 }
 
 /**
@@ -49,6 +63,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout(usage());
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    io.stdout(packageVersion());
+    return 0;
   }
   const command = CLI_COMMANDS[name];
   if (command === undefined) {

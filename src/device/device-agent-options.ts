@@ -2,8 +2,8 @@
  * Options of the device agent: one frozen DEFAULTS object and one resolver that validates every value at the
  * boundary and rejects unknown keys, so the agent itself never sees a bad setting.
  */
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import type { ZodType } from 'zod';
 import type { JsonObject } from '../core/document.js';
 import { checkShadowName, checkThingName } from '../core/limits.js';
 import { ShadowOptionsError } from '../errors.js';
@@ -63,11 +63,11 @@ export interface DeviceAgentOptions<D = JsonObject> {
    */
   policy?: SplitPolicy;
   /**
-   * Schema every delta must satisfy (a delta is a partial desired state: make fields optional). A delta that
+   * Standard Schema (zod, valibot, arktype ...) every delta must satisfy (a delta is a partial desired state: make fields optional). A delta that
    * fails it is refused: never handed to `onDelta`, reported under `errorKey`, emitted as an `error`.
    * @defaultValue undefined (no check)
    */
-  schema?: ZodType<D>;
+  schema?: StandardSchemaV1<unknown, D>;
   /**
    * Key of `reported` under which a refused delta or a handler that kept failing is reported; removed
    * (set to null) after the next delta that applies.
@@ -148,7 +148,7 @@ export interface ResolvedDeviceAgentOptions<D = JsonObject> {
   mqtt: DeviceMqttOption;
   onDelta: DeltaHandler<D>;
   policy: SplitPolicy;
-  schema: ZodType<D> | undefined;
+  schema: StandardSchemaV1<unknown, D> | undefined;
   errorKey: string;
   maxHandlerAttempts: number;
   handlerRetryDelayMs: number;
@@ -297,8 +297,11 @@ export function resolveDeviceAgentOptions<D = JsonObject>(
     fail('policy must be a policy made by splitPolicy()');
   }
   const schema = options.schema;
-  if (schema !== undefined && typeof (schema as { safeParse?: unknown }).safeParse !== 'function') {
-    fail('schema must be a zod schema');
+  if (
+    schema !== undefined &&
+    typeof (schema as { '~standard'?: { validate?: unknown } })['~standard']?.validate !== 'function'
+  ) {
+    fail('schema must be a Standard Schema (zod 3.24+, zod 4, valibot, arktype ...)');
   }
   const errorKey = options.errorKey ?? DEVICE_AGENT_DEFAULTS.errorKey;
   if (typeof errorKey !== 'string' || errorKey.length === 0) fail('errorKey must be a non-empty string');

@@ -21,6 +21,7 @@ import type {
 import { jsonEqual } from '../core/json-equal.js';
 import { isJsonObject } from '../core/json-value.js';
 import { mergeSection } from '../core/merge.js';
+import { checkWithSchema } from '../core/schemas.js';
 import type { ShadowTopicSuffix } from '../core/topics.js';
 import {
   isShadowError,
@@ -504,18 +505,12 @@ export async function createDeviceAgent<D = JsonObject>(
     if (failure?.final && jsonEqual(failure.state, item.state)) return pump();
     let delta = item.state as unknown as D;
     if (o.schema !== undefined) {
-      const parsed = o.schema.safeParse(item.state);
-      if (!parsed.success) {
-        refuse(
-          item,
-          parsed.error.issues.map((issue) => ({
-            path: issue.path.map((segment) => (typeof segment === 'number' ? segment : String(segment))),
-            message: issue.message,
-          })),
-        );
+      const checked = checkWithSchema(o.schema, item.state, { ...target, what: 'delta' });
+      if (checked.issues !== undefined) {
+        refuse(item, checked.issues);
         return pump();
       }
-      delta = parsed.data;
+      delta = checked.value;
     }
     handling = true;
     emit('delta', { version: item.version, state: item.state, source: item.source });

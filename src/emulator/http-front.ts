@@ -8,19 +8,16 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Rejection, ShadowErrorType, ShadowTarget } from '../core/document.js';
-import { parseShadowTopic } from '../core/topics.js';
 import { ShadowOptionsError } from '../errors.js';
+import {
+  type BrokerPublish,
+  DataPlaneError as HttpError,
+  routeDataPlaneRequest,
+} from './data-plane-router.js';
 import type { ShadowEngineApi } from './engine-api.js';
-import { clientPublishRefusal } from './publish-policy.js';
 import { checkSigV4Signature, inspectSigV4, type SigV4Credentials } from './sigv4.js';
 
-/** Publishes a message on the broker; provided by the MQTT front. */
-export type BrokerPublish = (
-  topic: string,
-  payload: Uint8Array,
-  options: { qos: 0 | 1; retain: boolean },
-) => void | Promise<void>;
+export type { BrokerPublish } from './data-plane-router.js';
 
 /** Options of {@link startHttpFront}. */
 export interface HttpFrontOptions {
@@ -151,25 +148,8 @@ export function resolveHttpFrontOptions(options: HttpFrontOptions = {}): Resolve
   };
 }
 
-const SHADOW_PATH = /^\/things\/([^/]+)\/shadow$/;
-const LIST_PATH = /^\/api\/things\/shadow\/ListNamedShadowsForThing\/([^/]+)$/;
-const PUBLISH_PATH = /^\/topics\/([^/]+)$/;
-
-/** Text of a 405. AWS documents the error type only (spec 5.1); this names what was wrong. */
-const METHOD_NOT_ALLOWED = (method: string): string => `Method ${method} is not allowed on this resource`;
 /** Text of a 413: AWS's documented message. */
 const TOO_LARGE = 'The payload exceeds the maximum size allowed';
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly errorType: ShadowErrorType | 'UnknownOperationException',
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
 
 function sendJson(
   res: ServerResponse,
@@ -197,18 +177,6 @@ function sendError(
     'x-amzn-errortype': errorType,
     ...headers,
   });
-}
-
-function sendRejection(res: ServerResponse, rejection: Rejection): void {
-  sendError(res, rejection.code, rejection.errorType, rejection.message);
-}
-
-function decodeLabel(raw: string, label: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    throw new HttpError(400, 'InvalidRequestException', `Invalid percent-encoding in ${label}`);
-  }
 }
 
 const tooLarge = (): HttpError =>
@@ -252,16 +220,6 @@ function readBody(req: IncomingMessage, max: number, hash: boolean): Promise<Rea
     );
     req.on('error', reject);
   });
-}
-
-function parseQos(raw: string | null): 0 | 1 {
-  if (raw === null || raw === '0') return 0;
-  if (raw === '1') return 1;
-  throw new HttpError(
-    400,
-    'InvalidRequestException',
-    `1 validation error detected: Value '${raw}' at 'qos' failed to satisfy constraint: Member must be 0 or 1`,
-  );
 }
 
 /**
@@ -312,82 +270,13 @@ export async function startHttpFront(
     if (read.bytes === undefined) throw tooLarge();
     const body = read.bytes;
 
-    let match = SHADOW_PATH.exec(path);
-    if (match !== null) {
-      const operation =
-        method === 'GET' ? 'get' : method === 'POST' ? 'update' : method === 'DELETE' ? 'delete' : undefined;
-      if (operation === undefined)
-        throw new HttpError(405, 'MethodNotAllowedException', METHOD_NOT_ALLOWED(method), {
-          allow: 'GET, POST, DELETE',
-        });
-      const thingName = decodeLabel(match[1] as string, 'thingName');
-      const shadowName = query.get('name');
-      const target: ShadowTarget = shadowName === null ? { thingName } : { thingName, shadowName };
-      const result = await engine.handle({
-        operation,
-        target,
-        payload: operation === 'update' ? body : new Uint8Array(0),
-        origin: 'http',
-      });
-      if (result.ok) sendJson(res, 200, JSON.stringify(result.body));
-      else sendRejection(res, result.rejection);
-      return;
-    }
-
-    match = LIST_PATH.exec(path);
-    if (match !== null) {
-      if (method !== 'GET')
-        throw new HttpError(405, 'MethodNotAllowedException', METHOD_NOT_ALLOWED(method), { allow: 'GET' });
-      const thingName = decodeLabel(match[1] as string, 'thingName');
-      const page: { pageSize?: number; nextToken?: string } = {};
-      const pageSize = query.get('pageSize');
-      if (pageSize !== null && !/^-?\d+$/.test(pageSize))
-        throw new HttpError(
-          400,
-          'InvalidRequestException',
-          `1 validation error detected: Value '${pageSize}' at 'pageSize' failed to satisfy constraint: Member must be an integer`,
-        );
-      if (pageSize !== null) page.pageSize = Number(pageSize);
-      const nextToken = query.get('nextToken');
-      if (nextToken !== null) page.nextToken = nextToken;
-      const result = engine.listNamedShadows(thingName, page);
-      if (result.ok) sendJson(res, 200, JSON.stringify(result.body));
-      else sendRejection(res, result.rejection);
-      return;
-    }
-
-    match = PUBLISH_PATH.exec(path);
-    if (match !== null) {
-      if (method !== 'POST')
-        throw new HttpError(405, 'MethodNotAllowedException', METHOD_NOT_ALLOWED(method), { allow: 'POST' });
-      const topic = decodeLabel(match[1] as string, 'topic');
-      // Response topics and $SYS/ are the service's own: a Publish there would impersonate it (publish-policy.ts).
-      const refusal = clientPublishRefusal(topic);
-      if (refusal !== undefined) throw new HttpError(refusal.status, refusal.errorType, refusal.message);
-      const qos = parseQos(query.get('qos'));
-      const retain = query.get('retain') === 'true';
-      const shadow = parseShadowTopic(topic);
-      if (shadow !== undefined && shadow.response === undefined) {
-        // A publish to a shadow request topic is processed like a device's publish: answers go to MQTT.
-        await engine.handle({
-          operation: shadow.operation,
-          target: shadow.target,
-          payload: body,
-          origin: 'mqtt',
-        });
-      } else if (resolved.publish !== undefined) {
-        await resolved.publish(topic, body, { qos, retain });
-      }
-      res.writeHead(200, {
-        'content-type': 'application/json',
-        'content-length': 0,
-        'x-amzn-requestid': randomUUID(),
-      });
-      res.end();
-      return;
-    }
-
-    throw new HttpError(404, 'UnknownOperationException', `No operation matches ${method} ${path}`);
+    const answer = await routeDataPlaneRequest(engine, { method, path, query, body }, resolved.publish);
+    res.writeHead(answer.status, {
+      'content-length': Buffer.byteLength(answer.body),
+      'x-amzn-requestid': randomUUID(),
+      ...answer.headers,
+    });
+    res.end(answer.body);
   }
 
   const server: Server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {

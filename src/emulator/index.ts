@@ -21,6 +21,15 @@ export {
   startHttpFront,
 } from './http-front.js';
 export {
+  IN_PROCESS_REQUEST_HANDLER_DEFAULTS,
+  type InProcessHttpRequest,
+  type InProcessHttpResponse,
+  type InProcessRequestHandler,
+  type InProcessRequestHandlerOptions,
+  inProcessRequestHandler,
+  resolveInProcessRequestHandlerOptions,
+} from './in-process-request-handler.js';
+export {
   type Journal,
   type JournalFileOps,
   type JournalOptions,
@@ -29,6 +38,7 @@ export {
   openJournal,
 } from './journal.js';
 export { type MqttFront, type MqttFrontOptions, type MqttFrontStats, startMqttFront } from './mqtt-front.js';
+export type { LambdaCallback, LambdaContext } from './rules/lambda-context.js';
 export {
   type DecodedPayload,
   decodeRulePayload,

@@ -16,7 +16,6 @@
  *   request it answers when its clientToken names one.
  */
 import type { MqttClient } from 'mqtt';
-import type { z } from 'zod';
 import type {
   DeleteAcceptedBody,
   DeltaBody,
@@ -30,6 +29,7 @@ import {
   deltaBodySchema,
   documentsBodySchema,
   getAcceptedBodySchema,
+  type MessageSchema,
   parseWithSchema,
   rejectedBodySchema,
   updateAcceptedBodySchema,
@@ -149,7 +149,7 @@ interface Pending {
   settle(outcome: { value: unknown } | { error: unknown }): void;
 }
 
-const ACCEPTED_SCHEMAS: Record<ShadowOperation, z.ZodType<unknown>> = {
+const ACCEPTED_SCHEMAS: Record<ShadowOperation, MessageSchema<unknown>> = {
   get: getAcceptedBodySchema,
   update: updateAcceptedBodySchema,
   delete: deleteAcceptedBodySchema,

@@ -25,7 +25,7 @@ import type { ShadowDocument, ShadowTransport, TransportCallOptions } from './tr
 /** Options of {@link awsTransport}. */
 export interface AwsTransportOptions {
   /**
-   * Check every response body against the service's documented shapes (zod schemas of `src/core/schemas.ts`)
+   * Check every response body against the service's documented shapes (the core's message schemas)
    * and throw `ShadowValidationError` when it does not match.
    * @defaultValue true
    */

@@ -1,10 +1,9 @@
 /**
- * Turns the bytes of a service answer into a typed body, validated with the core's zod schemas: bytes
+ * Turns the bytes of a service answer into a typed body, validated with the core's message schemas: bytes
  * arriving from the network are untrusted, and a malformed answer must fail loudly with the shadow named
  * instead of surfacing later as a confusing `undefined`.
  */
 
-import type { z } from 'zod';
 import type {
   DeleteAcceptedBody,
   DocumentsBody,
@@ -17,6 +16,7 @@ import {
   deleteAcceptedBodySchema,
   documentsBodySchema,
   getAcceptedBodySchema,
+  type MessageSchema,
   parseWithSchema,
   rejectedBodySchema,
   updateAcceptedBodySchema,
@@ -75,7 +75,7 @@ export function decodeResponseBody<K extends keyof ResponseBodies>(
     });
   }
   if (!validate) return value as ResponseBodies[K];
-  return parseWithSchema(SCHEMAS[kind] as z.ZodType<unknown>, value, {
+  return parseWithSchema(SCHEMAS[kind] as MessageSchema<unknown>, value, {
     ...context,
     what: `${kind} answer`,
   }) as ResponseBodies[K];

@@ -3,7 +3,7 @@
  *
  * A versioned round: take the base document (one the engine or transport already knows, else a read),
  * run the callers' intents in call order (`planRound`), send the minimal patch with `version`; on 409,
- * take a newer known document or read again, and re-run the intents. Retries go through p-retry with full
+ * take a newer known document or read again, and re-run the intents. Retries wait with full
  * jitter and are bounded in attempts and time. A blind round (only `merge` calls) sends the composed
  * patch without `version` and cannot conflict.
  *
@@ -146,7 +146,7 @@ export interface ShadowHandle<D = JsonObject, R = JsonObject> {
 export interface ShadowHandleOptions<S extends ShadowSchema = ShadowSchema> {
   /** The named shadow; omit for the classic shadow. */
   shadowName?: string;
-  /** zod schemas of `desired` and `reported`. */
+  /** Schemas of `desired` and `reported`: any synchronous Standard Schema (zod 3.24+, zod 4, valibot, arktype ...). */
   schema?: S;
 }
 

@@ -1,3 +1,4 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { describe, expect, it } from 'vitest';
 import { applyDelete } from '../../src/core/apply-delete.js';
 import { applyUpdate } from '../../src/core/apply-update.js';
@@ -21,6 +22,13 @@ const target = { thingName: 'lamp', shadowName: 'cfg' };
 const context = { ...target, what: 'message' };
 /** What a body looks like after a trip over the network. */
 const wire = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
+
+/** True when a schema accepts the value. */
+const valid = (schema: StandardSchemaV1, value: unknown): boolean => {
+  const result = schema['~standard'].validate(value);
+  if (result instanceof Promise) throw new Error('the message schemas are synchronous');
+  return result.issues === undefined;
+};
 
 function failure(run: () => unknown): ShadowValidationError {
   try {
@@ -126,24 +134,17 @@ describe('schemas reject malformed bodies', () => {
   });
 
   it('rejects non-JSON numbers, wrong types and explicit undefined for optional keys', () => {
-    expect(jsonValueSchema.safeParse({ a: [1, Number.NaN] }).success).toBe(false);
-    expect(jsonValueSchema.safeParse({ a: [1, { b: 'c' }, null] }).success).toBe(true);
-    expect(metadataNodeSchema.safeParse({ a: [{ timestamp: 1 }], timestamp: { timestamp: 2 } }).success).toBe(
-      true,
-    );
-    expect(metadataNodeSchema.safeParse({ a: 1 }).success).toBe(false);
+    expect(valid(jsonValueSchema, { a: [1, Number.NaN] })).toBe(false);
+    expect(valid(jsonValueSchema, { a: [1, { b: 'c' }, null] })).toBe(true);
+    expect(valid(metadataNodeSchema, { a: [{ timestamp: 1 }], timestamp: { timestamp: 2 } })).toBe(true);
+    expect(valid(metadataNodeSchema, { a: 1 })).toBe(false);
+    expect(valid(deleteAcceptedBodySchema, { version: 1, timestamp: 2, clientToken: undefined })).toBe(false);
+    expect(valid(updateRequestSchema, { state: { desired: [1] } })).toBe(false);
+    expect(valid(updateRequestSchema, { version: 1 })).toBe(false);
+    expect(valid(getAcceptedBodySchema, { state: {}, metadata: {}, version: '1', timestamp: 1 })).toBe(false);
     expect(
-      deleteAcceptedBodySchema.safeParse({ version: 1, timestamp: 2, clientToken: undefined }).success,
+      valid(documentsBodySchema, { current: { state: {}, metadata: {}, version: 1 }, timestamp: 1 }),
     ).toBe(false);
-    expect(updateRequestSchema.safeParse({ state: { desired: [1] } }).success).toBe(false);
-    expect(updateRequestSchema.safeParse({ version: 1 }).success).toBe(false);
-    expect(
-      getAcceptedBodySchema.safeParse({ state: {}, metadata: {}, version: '1', timestamp: 1 }).success,
-    ).toBe(false);
-    expect(
-      documentsBodySchema.safeParse({ current: { state: {}, metadata: {}, version: 1 }, timestamp: 1 })
-        .success,
-    ).toBe(false);
-    expect(namedShadowListBodySchema.safeParse({ results: [1], timestamp: 1 }).success).toBe(false);
+    expect(valid(namedShadowListBodySchema, { results: [1], timestamp: 1 })).toBe(false);
   });
 });

@@ -1,11 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { builtinModules, createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 // The built package, as a user's `import` and `require` see it (`npm test` builds first; see package.json `pretest`).
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as {
+  dependencies: Record<string, string>;
+  peerDependencies: Record<string, string>;
+  typesVersions: Record<string, Record<string, string[]>>;
   exports: Record<
     string,
     { import?: { types: string; default: string }; require?: { types: string; default: string } }
@@ -70,5 +73,48 @@ describe('built package', () => {
     expect(error instanceof esm.ShadowNotFoundError).toBe(false);
     expect(esm.isShadowError(error)).toBe(true);
     expect(esm.isShadowNotFoundError(error)).toBe(true);
+  });
+
+  it('declarations import only packages a user has: dependencies, peers, node builtins', () => {
+    const allowed = new Set([...Object.keys(pkg.dependencies), ...Object.keys(pkg.peerDependencies)]);
+    const imported = new Set<string>();
+    for (const file of readdirSync(`${root}dist`, { recursive: true, encoding: 'utf8' })) {
+      if (!/\.d\.c?ts$/.test(file)) continue;
+      const text = readFileSync(`${root}dist/${file}`, 'utf8');
+      for (const match of text.matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
+        const specifier = match[1] as string;
+        if (specifier.startsWith('.')) continue;
+        const name = specifier.startsWith('@')
+          ? specifier.split('/').slice(0, 2).join('/')
+          : specifier.split('/')[0];
+        imported.add(name as string);
+      }
+    }
+    const unknown = [...imported].filter(
+      (name) => !allowed.has(name) && !name.startsWith('node:') && !builtinModules.includes(name),
+    );
+    expect(unknown).toEqual([]);
+  });
+
+  it('typesVersions maps every subpath of exports (moduleResolution node10) to a file that exists', () => {
+    const subpaths = Object.keys(pkg.exports).filter((key) => key !== '.' && key !== './package.json');
+    const mapped = pkg.typesVersions['*'] ?? {};
+    expect(Object.keys(mapped).sort()).toEqual(subpaths.map((key) => key.slice(2)).sort());
+    for (const files of Object.values(mapped))
+      for (const file of files) expect(existsSync(`${root}${file}`)).toBe(true);
+  });
+
+  it('one copy of the error classes: every entry of a format shares them (shared chunks, ESM and CJS)', async () => {
+    const esm = (await import(
+      pathToFileURL(`${root}dist/index.js`).href
+    )) as typeof import('../../src/index.js');
+    const esmAws = (await import(
+      pathToFileURL(`${root}dist/aws.js`).href
+    )) as typeof import('../../src/transports/aws.js');
+    const cjs = require(`${root}dist/index.cjs`) as typeof import('../../src/index.js');
+    const cjsAws = require(`${root}dist/aws.cjs`) as typeof import('../../src/transports/aws.js');
+    const sdkError = { name: 'ThrottlingException', message: 'Rate exceeded' };
+    expect(esmAws.mapAwsError(sdkError, { thingName: 't' })).toBeInstanceOf(esm.ShadowThrottledError);
+    expect(cjsAws.mapAwsError(sdkError, { thingName: 't' })).toBeInstanceOf(cjs.ShadowThrottledError);
   });
 });

@@ -20,10 +20,10 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Callback, Context } from 'aws-lambda';
 import type { JsonValue } from '../../core/document.js';
 import { ShadowOptionsError } from '../../errors.js';
 import { filterWithin } from '../topic-filter.js';
+import type { LambdaCallback, LambdaContext } from './lambda-context.js';
 import {
   decodeRulePayload,
   evaluateRuleExpression,
@@ -54,7 +54,7 @@ export interface RuleLambdaAction {
    * Lambda context whose `functionName` is the rule's name. Declared as a method so that handlers typed with their
    * own event type (or as `Handler<E, R>` from `aws-lambda`) can be passed directly.
    */
-  handler(event: unknown, context: Context, callback: Callback<unknown>): unknown;
+  handler(event: unknown, context: LambdaContext, callback: LambdaCallback<unknown>): unknown;
   /**
    * How long an invocation may run before it counts as failed (Lambda's timeout).
    * @defaultValue 3000 (Lambda's default timeout)
@@ -470,7 +470,7 @@ export function createRulesEngine(options: RulesEngineOptions): RulesEngine {
       }
       const requestId = randomUUID();
       const day = new Date().toISOString().slice(0, 10).replaceAll('-', '/');
-      const context: Context = {
+      const context: LambdaContext = {
         callbackWaitsForEmptyEventLoop: true,
         functionName: rule.name,
         functionVersion: '$LATEST',
@@ -484,7 +484,7 @@ export function createRulesEngine(options: RulesEngineOptions): RulesEngine {
         fail: (error: Error | string) => finish(typeof error === 'string' ? new Error(error) : error),
         succeed: () => finish(),
       };
-      const callback: Callback<unknown> = (error) => finish(error ?? undefined);
+      const callback: LambdaCallback<unknown> = (error) => finish(error ?? undefined);
       try {
         const returned = action.handler(event, context, callback);
         if (typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function')
