@@ -5,7 +5,7 @@
  * it in the middle of a burst.
  */
 import { connect as netConnect } from 'node:net';
-import { type IClientOptions, MqttClient } from 'mqtt';
+import { connectAsync, type IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { OutgoingMessage } from '../../src/emulator/engine-api.js';
 import { type ManagedMosquitto, startManagedMosquitto } from '../../src/emulator/managed-mosquitto.js';
@@ -135,5 +135,26 @@ describe.each([5, 4] as const)('persistent session of the service client (MQTT %
     // A device resending a request whose PUBACK the restart lost makes a second copy: refused with 409, never
     // applied (the applied sequence above has no repeats).
     expect(rejected.length).toBeLessThan(count);
+  });
+});
+
+describe('managed mosquitto health', () => {
+  it('reports an unexpected exit to the logger and in health(); restart() brings it back on the same port', async () => {
+    const warnings: string[] = [];
+    const broker = await startManagedMosquitto({ logger: { warn: (message) => warnings.push(message) } });
+    try {
+      const pid = broker.health().pid;
+      expect(pid).toBeTypeOf('number');
+      process.kill(pid as number, 'SIGKILL');
+      await expect.poll(() => broker.health().running).toBe(false);
+      expect(broker.health().unexpectedExit).toBe('SIGKILL');
+      expect(warnings).toEqual(['mosquitto exited unexpectedly (SIGKILL)']);
+      await broker.restart();
+      expect(broker.health()).toMatchObject({ running: true, restarts: 1 });
+      const client = await connectAsync(broker.url, { clientId: 'after', reconnectPeriod: 0 });
+      await client.endAsync(true);
+    } finally {
+      await broker.close();
+    }
   });
 });
