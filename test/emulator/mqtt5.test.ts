@@ -201,6 +201,21 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
   });
 });
 
+describe("broker 'auto'", () => {
+  it('picks the managed mosquitto when it is installed (as on every machine that runs these tests)', async () => {
+    const engine = createShadowEngine();
+    const front = await startMqttFront(engine, { broker: 'auto' });
+    try {
+      expect(front.brokerInfo.kind).toBe('mosquitto');
+      const device = await connectTestClient(front.mqttUrl, { clientId: 'auto-5', extra: V5 });
+      await device.close();
+    } finally {
+      await front.close();
+      await engine.close();
+    }
+  });
+});
+
 describe('the embedded aedes broker and MQTT 5 clients', () => {
   it('answers an MQTT 5 CONNECT with CONNACK 0x84 and a reason string the client can read, and logs it', async () => {
     const warnings: { message: string; details: Record<string, unknown> | undefined }[] = [];
