@@ -316,7 +316,7 @@ export async function startManagedMosquitto(
   let restarts = 0;
   let unexpectedExit: string | undefined;
   let expectingExit = false;
-  let started = false;
+  let launchedOnce = false;
   let closed = false;
   let restartTimer: ReturnType<typeof setTimeout> | undefined;
   let relaunch: (() => void) | undefined;
@@ -340,7 +340,7 @@ export async function startManagedMosquitto(
         while (autoRestartTimes.length > 0 && (autoRestartTimes[0] as number) < now - 60_000)
           autoRestartTimes.shift();
         if (
-          started &&
+          launchedOnce &&
           !closed &&
           resolved.autoRestart &&
           autoRestartTimes.length >= MAX_AUTO_RESTARTS_PER_MINUTE
@@ -348,7 +348,7 @@ export async function startManagedMosquitto(
           logger.warn(
             `mosquitto crashed ${MAX_AUTO_RESTARTS_PER_MINUTE} times within a minute: not restarting it again`,
           );
-        else if (started && !closed && resolved.autoRestart) {
+        else if (launchedOnce && !closed && resolved.autoRestart) {
           autoRestartTimes.push(now);
           restartTimer = setTimeout(() => relaunch?.(), resolved.restartDelayMs);
           restartTimer.unref();
@@ -442,7 +442,7 @@ export async function startManagedMosquitto(
     throw error;
   }
 
-  started = true;
+  launchedOnce = true;
   // At most MAX_AUTO_RESTARTS_PER_MINUTE automatic restarts a minute; a failed one is logged.
   relaunch = () => {
     restartTimer = undefined;
