@@ -132,6 +132,9 @@ export function mosquittoConfig(input: MosquittoConfigInput): MosquittoFiles {
     'set_tcp_nodelay true',
     `max_packet_size ${input.maxPacketBytes}`,
     `max_queued_messages ${input.maxQueuedMessages}`,
+    // AWS IoT ends a persistent session an hour after its client disconnected (its default expiry): MQTT 3.1.1
+    // sessions here too (MQTT 5 clients set their own session expiry interval).
+    'persistent_client_expiration 1h',
     '',
     '# The service listener: the service itself, with its privileged login.',
     `listener ${input.servicePort} ${input.host}`,

@@ -55,6 +55,7 @@ describe('mosquitto configuration generated from the device policy', () => {
     expect(conf).toContain('listener 1883 127.0.0.1\nallow_anonymous true\n');
     expect(conf).toContain('max_packet_size 132096');
     expect(conf).toContain('set_tcp_nodelay true');
+    expect(conf).toContain('persistent_client_expiration 1h');
     expect(files['service.passwd']).toBe(`${mosquittoPasswordLine('svc', 'pw', BASE.salt)}\n`);
   });
 
