@@ -4,6 +4,12 @@
  */
 
 export type { BrokerAuthOptions, BrokerTlsOptions, ServiceCredentials } from './broker.js';
+export type { ConnectionQuotaStats } from './connection-quota-guard.js';
+export {
+  type ConnectionQuotas,
+  DEFAULT_CONNECTION_QUOTAS,
+  resolveConnectionQuotas,
+} from './connection-quotas.js';
 export type {
   OutgoingMessage,
   RequestOrigin,
@@ -37,7 +43,22 @@ export {
   NODE_JOURNAL_FILE_OPS,
   openJournal,
 } from './journal.js';
-export { type MqttFront, type MqttFrontOptions, type MqttFrontStats, startMqttFront } from './mqtt-front.js';
+export {
+  DEFAULT_MANAGED_MOSQUITTO_OPTIONS,
+  findMosquitto,
+  type ManagedMosquitto,
+  type ManagedMosquittoHealth,
+  type ManagedMosquittoOptions,
+  resolveManagedMosquittoOptions,
+  startManagedMosquitto,
+} from './managed-mosquitto.js';
+export {
+  type MqttBrokerInfo,
+  type MqttFront,
+  type MqttFrontOptions,
+  type MqttFrontStats,
+  startMqttFront,
+} from './mqtt-front.js';
 export type { LambdaCallback, LambdaContext } from './rules/lambda-context.js';
 export {
   type DecodedPayload,

@@ -61,6 +61,17 @@ export interface ManagedMosquittoOptions {
    */
   maxQueuedMessages?: number;
   /**
+   * Start mosquitto again when it exits without being asked to (after `restartDelayMs`); the service's client
+   * reconnects by itself. Sessions saved by mosquitto survive a crash only up to its last save.
+   * @defaultValue true
+   */
+  autoRestart?: boolean;
+  /**
+   * Delay before an automatic restart, in ms.
+   * @defaultValue 200
+   */
+  restartDelayMs?: number;
+  /**
    * The mosquitto executable.
    * @defaultValue found by {@link findMosquitto}
    */
@@ -79,7 +90,7 @@ export interface ManagedMosquittoHealth {
   /** The process is running. */
   running: boolean;
   pid: number | undefined;
-  /** Restarts made by `restart()`. */
+  /** Restarts made by `restart()` or automatically after an unexpected exit. */
   restarts: number;
   /** Exit code (or signal) of the last exit not asked for by `restart()`/`close()`, if any. */
   unexpectedExit: string | undefined;
@@ -111,6 +122,8 @@ export const DEFAULT_MANAGED_MOSQUITTO_OPTIONS = Object.freeze({
   host: '127.0.0.1',
   port: 0,
   persistence: true,
+  autoRestart: true,
+  restartDelayMs: 200,
   maxPacketBytes: 128 * 1024 + 1024,
   maxQueuedMessages: 100_000,
   startTimeoutMs: 10_000,
@@ -122,6 +135,8 @@ const KEYS = new Set([
   'tls',
   'auth',
   'persistence',
+  'autoRestart',
+  'restartDelayMs',
   'maxPacketBytes',
   'maxQueuedMessages',
   'binary',
@@ -130,6 +145,9 @@ const KEYS = new Set([
 ]);
 
 const SILENT: MqttLogger = Object.freeze({ warn() {} });
+
+/** A broker that keeps crashing is left stopped (and reported) rather than restarted in a loop. */
+const MAX_AUTO_RESTARTS_PER_MINUTE = 5;
 
 /**
  * The mosquitto executable on this machine: PATH first, then `/usr/sbin`, `/usr/local/sbin`, `/sbin` (Debian
@@ -167,6 +185,8 @@ export interface ResolvedManagedMosquittoOptions {
   tls: BrokerTlsOptions | undefined;
   auth: BrokerAuthOptions | undefined;
   persistence: boolean;
+  autoRestart: boolean;
+  restartDelayMs: number;
   maxPacketBytes: number;
   maxQueuedMessages: number;
   binary: string | undefined;
@@ -212,6 +232,11 @@ export function resolveManagedMosquittoOptions(
     tls: options.tls,
     auth: options.auth,
     persistence: options.persistence ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.persistence,
+    autoRestart: options.autoRestart ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.autoRestart,
+    restartDelayMs: positiveInteger(
+      options.restartDelayMs ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.restartDelayMs,
+      'restartDelayMs',
+    ),
     maxPacketBytes: positiveInteger(
       options.maxPacketBytes ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.maxPacketBytes,
       'maxPacketBytes',
@@ -291,6 +316,11 @@ export async function startManagedMosquitto(
   let restarts = 0;
   let unexpectedExit: string | undefined;
   let expectingExit = false;
+  let launchedOnce = false;
+  let closed = false;
+  let restartTimer: ReturnType<typeof setTimeout> | undefined;
+  let relaunch: (() => void) | undefined;
+  const autoRestartTimes: number[] = [];
   const killOnExit = () => child?.kill('SIGKILL');
 
   const launch = async (port: number, servicePort: number): Promise<void> => {
@@ -306,6 +336,23 @@ export async function startManagedMosquitto(
       if (!expectingExit) {
         unexpectedExit = signal ?? `exit code ${String(code)}`;
         logger.warn(`mosquitto exited unexpectedly (${unexpectedExit})`, { log: output.slice(-2000) });
+        const now = Date.now();
+        while (autoRestartTimes.length > 0 && (autoRestartTimes[0] as number) < now - 60_000)
+          autoRestartTimes.shift();
+        if (
+          launchedOnce &&
+          !closed &&
+          resolved.autoRestart &&
+          autoRestartTimes.length >= MAX_AUTO_RESTARTS_PER_MINUTE
+        )
+          logger.warn(
+            `mosquitto crashed ${MAX_AUTO_RESTARTS_PER_MINUTE} times within a minute: not restarting it again`,
+          );
+        else if (launchedOnce && !closed && resolved.autoRestart) {
+          autoRestartTimes.push(now);
+          restartTimer = setTimeout(() => relaunch?.(), resolved.restartDelayMs);
+          restartTimer.unref();
+        }
       }
     });
     const deadline = Date.now() + resolved.startTimeoutMs;
@@ -395,6 +442,17 @@ export async function startManagedMosquitto(
     throw error;
   }
 
+  launchedOnce = true;
+  // At most MAX_AUTO_RESTARTS_PER_MINUTE automatic restarts a minute; a failed one is logged.
+  relaunch = () => {
+    restartTimer = undefined;
+    if (closed) return;
+    restarts++;
+    launch(port, servicePort).then(
+      () => logger.warn('mosquitto restarted after an unexpected exit'),
+      (error: unknown) => logger.warn(`mosquitto could not be restarted: ${String(error)}`),
+    );
+  };
   const scheme = resolved.tls === undefined ? 'mqtt' : 'mqtts';
   const urlHost = host.includes(':') ? `[${host}]` : host;
   let closing: Promise<void> | undefined;
@@ -413,12 +471,16 @@ export async function startManagedMosquitto(
     log: () => output,
     async restart() {
       if (closing !== undefined) throw new Error('the managed mosquitto is closed');
+      clearTimeout(restartTimer);
+      restartTimer = undefined;
       await stopProcess();
       restarts++;
       await launch(port, servicePort);
     },
     close() {
       closing ??= (async () => {
+        closed = true;
+        clearTimeout(restartTimer);
         await stopProcess();
         process.off('exit', killOnExit);
         rmSync(dir, { recursive: true, force: true });

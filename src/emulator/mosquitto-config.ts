@@ -17,7 +17,9 @@
  * (mosquitto checks read access when it delivers, not when it subscribes); a client id that is not a valid thing
  * name is accepted (its patterns then match no shadow); over TLS a client id different from the CN is replaced
  * by the CN instead of being refused. A denied publish is dropped; an MQTT 5 client gets PUBACK reason code
- * 0x87 (Not authorized) for it at QoS 1, which is the code AWS IoT documents for a refused publish.
+ * 0x87 (Not authorized) for it at QoS 1, which is the code AWS IoT lists for refused CONNECT, PUBLISH, SUBSCRIBE
+ * and DISCONNECT in its MQTT 5 reason-code table (developer guide, "MQTT reason codes",
+ * https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-reason-codes).
  */
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -130,6 +132,9 @@ export function mosquittoConfig(input: MosquittoConfigInput): MosquittoFiles {
     'set_tcp_nodelay true',
     `max_packet_size ${input.maxPacketBytes}`,
     `max_queued_messages ${input.maxQueuedMessages}`,
+    // AWS IoT ends a persistent session an hour after its client disconnected (its default expiry): MQTT 3.1.1
+    // sessions here too (MQTT 5 clients set their own session expiry interval).
+    'persistent_client_expiration 1h',
     '',
     '# The service listener: the service itself, with its privileged login.',
     `listener ${input.servicePort} ${input.host}`,

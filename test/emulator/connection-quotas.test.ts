@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EmbeddedBroker, type MqttLogger, startBroker } from '../../src/emulator/broker.js';
 import {
@@ -218,5 +219,95 @@ describe('connection quotas in the embedded broker', () => {
       'connectionQuotas is enforced by the embedded broker only',
     );
     await engine.close();
+  });
+});
+
+describe('connection quota properties (fake time)', () => {
+  it('never accepts more publishes in any window than one second of quota plus what the window refills', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 200 }),
+        fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 400 }),
+        (rate, gaps) => {
+          let now = 0;
+          const state = createConnectionQuotaState(
+            resolveConnectionQuotas({ publishesPerSecondPerConnection: rate }),
+            () => now,
+          );
+          const accepted: number[] = [];
+          for (const gap of gaps) {
+            now += gap;
+            if (state.publish()) accepted.push(now);
+          }
+          // Any window [a, b] of accepted publishes: count <= rate (the burst) + (b - a) * rate / 1000 (refill).
+          for (let i = 0; i < accepted.length; i++)
+            for (let j = i; j < accepted.length; j++) {
+              const span = (accepted[j] as number) - (accepted[i] as number);
+              expect(j - i + 1).toBeLessThanOrEqual(rate + (span * rate) / 1000 + 1e-9);
+            }
+        },
+      ),
+    );
+  });
+
+  it('accepts every publish of a connection that stays at or below the rate', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: 300 }), (rate, count) => {
+        let now = 0;
+        const state = createConnectionQuotaState(
+          resolveConnectionQuotas({ publishesPerSecondPerConnection: rate }),
+          () => now,
+        );
+        for (let i = 0; i < count; i++) {
+          expect(state.publish()).toBe(true);
+          now += Math.ceil(1000 / rate);
+        }
+      }),
+    );
+  });
+
+  it('grants a subscription exactly when the connection holds the filter already or has room (model)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.array(
+          fc.oneof(
+            fc.record({
+              op: fc.constant('sub' as const),
+              filter: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g'),
+              size: fc.integer({ min: 1, max: 10 }),
+            }),
+            fc.record({
+              op: fc.constant('unsub' as const),
+              filter: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g'),
+            }),
+          ),
+          { maxLength: 60 },
+        ),
+        (max, commands) => {
+          const state = createConnectionQuotaState(
+            resolveConnectionQuotas({ maxSubscriptionsPerConnection: max }),
+            () => 0,
+          );
+          const model = new Set<string>();
+          for (const command of commands) {
+            if (command.op === 'unsub') {
+              state.unsubscribed([command.filter]);
+              model.delete(command.filter);
+              continue;
+            }
+            const expected =
+              command.size > 8
+                ? 'disconnect'
+                : model.has(command.filter) || model.size < max
+                  ? 'grant'
+                  : 'refuse';
+            if (expected === 'grant') model.add(command.filter);
+            expect(state.subscribe(command.filter, command.size)).toBe(expected);
+            expect(state.subscriptions).toBe(model.size);
+          }
+        },
+      ),
+    );
   });
 });

@@ -5,7 +5,7 @@
  * it in the middle of a burst.
  */
 import { connect as netConnect } from 'node:net';
-import { type IClientOptions, MqttClient } from 'mqtt';
+import { connectAsync, type IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { OutgoingMessage } from '../../src/emulator/engine-api.js';
 import { type ManagedMosquitto, startManagedMosquitto } from '../../src/emulator/managed-mosquitto.js';
@@ -93,6 +93,8 @@ describe.each([5, 4] as const)('persistent session of the service client (MQTT %
       );
       client.once('connect', () => resolve(client));
       client.once('error', reject);
+      // While the broker restarts, reconnect attempts fail with ECONNREFUSED until it listens again.
+      client.on('error', () => {});
     });
     device = burst;
     const count = 240;
@@ -135,5 +137,64 @@ describe.each([5, 4] as const)('persistent session of the service client (MQTT %
     // A device resending a request whose PUBACK the restart lost makes a second copy: refused with 409, never
     // applied (the applied sequence above has no repeats).
     expect(rejected.length).toBeLessThan(count);
+  });
+});
+
+describe('managed mosquitto health', () => {
+  it('reports an unexpected exit to the logger and in health(); restart() brings it back on the same port', async () => {
+    const warnings: string[] = [];
+    const broker = await startManagedMosquitto({
+      autoRestart: false,
+      logger: { warn: (message) => warnings.push(message) },
+    });
+    try {
+      const pid = broker.health().pid;
+      expect(pid).toBeTypeOf('number');
+      process.kill(pid as number, 'SIGKILL');
+      await expect.poll(() => broker.health().running).toBe(false);
+      expect(broker.health().unexpectedExit).toBe('SIGKILL');
+      expect(warnings).toEqual(['mosquitto exited unexpectedly (SIGKILL)']);
+      await broker.restart();
+      expect(broker.health()).toMatchObject({ running: true, restarts: 1 });
+      const client = await connectAsync(broker.url, { clientId: 'after', reconnectPeriod: 0 });
+      await client.endAsync(true);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it('restarts a crashed mosquitto by itself, and the service joins it again', async () => {
+    const warnings: string[] = [];
+    const engine = createShadowEngine();
+    const front = await startMqttFront(engine, {
+      broker: 'mosquitto',
+      logger: { warn: (message) => warnings.push(message) },
+    });
+    try {
+      const pid = front.mosquitto?.health().pid as number;
+      process.kill(pid, 'SIGKILL');
+      await expect.poll(() => front.mosquitto?.health().restarts, { timeout: 10_000 }).toBe(1);
+      await expect
+        .poll(() => warnings, { timeout: 10_000 })
+        .toContain('mosquitto restarted after an unexpected exit');
+      expect(front.mosquitto?.health()).toMatchObject({ running: true, unexpectedExit: 'SIGKILL' });
+      // The device reconnects; the service's client has re-joined (it reconnects every second) once its update
+      // is answered.
+      const device = await connectAsync(front.mqttUrl, { clientId: 'revived', reconnectPeriod: 0 });
+      try {
+        await device.subscribeAsync('$aws/things/revived/shadow/update/accepted', { qos: 1 });
+        const accepted = new Promise<void>((resolve) => device.once('message', () => resolve()));
+        const retry = setInterval(
+          () => device.publish('$aws/things/revived/shadow/update', '{"state":{"reported":{"up":1}}}'),
+          250,
+        );
+        await accepted.finally(() => clearInterval(retry));
+      } finally {
+        await device.endAsync(true);
+      }
+    } finally {
+      await front.close();
+      await engine.close();
+    }
   });
 });

@@ -162,6 +162,24 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
     expect(await snoop.quiet('$aws/things/target/shadow/update/accepted', 200)).toBe(true);
   });
 
+  it('closes a connection whose publish exceeds the packet limit: MQTT 5 DISCONNECT 0x95, MQTT 3.1.1 closed', async () => {
+    for (const protocolVersion of [5, 4] as const) {
+      const big = await device(`big${protocolVersion}`, protocolVersion);
+      const reasons: number[] = [];
+      big.client.on('disconnect', (packet) => reasons.push(packet.reasonCode ?? -1));
+      const closed = new Promise<void>((resolve) => big.client.once('close', () => resolve()));
+      // 129 KB of payload: above AWS IoT's 128 KB message size.
+      big.client.publish(`my/things/big${protocolVersion}/blob`, Buffer.alloc(129 * 1024), { qos: 1 });
+      await closed;
+      expect(reasons).toEqual(protocolVersion === 5 ? [0x95] : []);
+    }
+    // 127 KB still goes through.
+    const fits = await device('fits');
+    await fits.subscribe('my/things/fits/blob');
+    await fits.publish('my/things/fits/blob', Buffer.alloc(127 * 1024));
+    expect((await fits.take('my/things/fits/blob')).payload.length).toBe(127 * 1024);
+  });
+
   it('a device sending an unknown username on the device listener is refused with 0x87 (mosquitto password file)', async () => {
     const code = await new Promise<number>((resolve) => {
       const client = buildMqttClient(front.mqttUrl, {
@@ -180,6 +198,21 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
       });
     });
     expect(code).toBe(0x87);
+  });
+});
+
+describe("broker 'auto'", () => {
+  it('picks the managed mosquitto when it is installed (as on every machine that runs these tests)', async () => {
+    const engine = createShadowEngine();
+    const front = await startMqttFront(engine, { broker: 'auto' });
+    try {
+      expect(front.brokerInfo.kind).toBe('mosquitto');
+      const device = await connectTestClient(front.mqttUrl, { clientId: 'auto-5', extra: V5 });
+      await device.close();
+    } finally {
+      await front.close();
+      await engine.close();
+    }
   });
 });
 

@@ -1,0 +1,111 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { resolveManagedMosquittoOptions } from '../../src/emulator/managed-mosquitto.js';
+import {
+  deviceAclLines,
+  mosquittoConfig,
+  mosquittoPasswordLine,
+} from '../../src/emulator/mosquitto-config.js';
+import { isShadowError } from '../../src/errors.js';
+
+const BASE = {
+  host: '127.0.0.1',
+  port: 1883,
+  servicePort: 1884,
+  dir: '/tmp/x',
+  service: { username: 'svc', password: 'pw' },
+  persistence: false,
+  maxPacketBytes: 132_096,
+  maxQueuedMessages: 100_000,
+  salt: Buffer.alloc(12, 1),
+};
+
+describe('mosquitto configuration generated from the device policy', () => {
+  it('writes the device policy as ACL patterns on the client id', () => {
+    expect(deviceAclLines('%c', ['my/things/{thingName}/#', 'fleet/{thingName}/events'])).toEqual([
+      'pattern write $aws/things/%c/shadow/get',
+      'pattern write $aws/things/%c/shadow/name/+/get',
+      'pattern write $aws/things/%c/shadow/update',
+      'pattern write $aws/things/%c/shadow/name/+/update',
+      'pattern write $aws/things/%c/shadow/delete',
+      'pattern write $aws/things/%c/shadow/name/+/delete',
+      'pattern read $aws/things/%c/shadow/#',
+      'pattern readwrite my/things/%c/#',
+      'pattern readwrite fleet/%c/events',
+    ]);
+    expect(deviceAclLines('%u', [], 'ops').slice(0, 4)).toEqual([
+      'user ops',
+      'topic readwrite #',
+      'topic readwrite $aws/#',
+      '',
+    ]);
+  });
+
+  it('an open broker has no ACL on the device listener; the service listener always needs the password', () => {
+    const files = mosquittoConfig(BASE);
+    expect(Object.keys(files).sort()).toEqual(['mosquitto.conf', 'service.acl', 'service.passwd']);
+    const conf = files['mosquitto.conf'] ?? '';
+    expect(conf).toContain('per_listener_settings true');
+    expect(conf).toContain(
+      'listener 1884 127.0.0.1\nallow_anonymous false\npassword_file /tmp/x/service.passwd',
+    );
+    expect(conf).toContain('listener 1883 127.0.0.1\nallow_anonymous true\n');
+    expect(conf).toContain('max_packet_size 132096');
+    expect(conf).toContain('set_tcp_nodelay true');
+    expect(conf).toContain('persistent_client_expiration 1h');
+    expect(files['service.passwd']).toBe(`${mosquittoPasswordLine('svc', 'pw', BASE.salt)}\n`);
+  });
+
+  it('with client certificates the CN is the identity and the password file is not used on the device listener', () => {
+    const files = mosquittoConfig({
+      ...BASE,
+      policy: { telemetryTopics: ['t/{thingName}'], serviceCredentials: { username: 'ops', password: 'p' } },
+      tls: { keyFile: 'k', certFile: 'c', caFile: 'ca', requireCertificate: true },
+    });
+    const conf = files['mosquitto.conf'] ?? '';
+    expect(conf).toContain(
+      'require_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true',
+    );
+    expect(files['devices.passwd']).toBeUndefined();
+    expect(files['devices.acl']).toContain('pattern readwrite t/%u');
+    expect(files['devices.acl']).toContain('user ops');
+  });
+
+  it("password lines match mosquitto_passwd's own $6$ (SHA-512) lines for the same salt", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shadow-sync-passwd-'));
+    try {
+      const file = join(dir, 'passwd');
+      execFileSync('mosquitto_passwd', ['-H', 'sha512', '-c', '-b', file, 'svc', 'pw s3cret'], {
+        stdio: 'pipe',
+      });
+      const line = readFileSync(file, 'utf8').trim();
+      const salt = Buffer.from(line.split('$')[2] ?? '', 'base64');
+      expect(mosquittoPasswordLine('svc', 'pw s3cret', salt)).toBe(line);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    [
+      { auth: { deniedPublish: 'disconnect' as const } },
+      "deniedPublish 'disconnect' cannot be enforced by mosquitto",
+    ],
+    [{ auth: { telemetryTopics: ['a/%c/b'] } }, 'cannot go into a mosquitto ACL'],
+    [{ auth: { serviceCredentials: { username: 'a b', password: 'x' } } }, 'must not contain spaces'],
+    [{ maxPacketBytes: 0 }, 'maxPacketBytes must be a positive integer'],
+    [{ colour: 'red' }, "unknown managed mosquitto option 'colour'"],
+  ])('rejects %j', (options, message) => {
+    let error: unknown;
+    try {
+      resolveManagedMosquittoOptions(options as never);
+    } catch (e) {
+      error = e;
+    }
+    expect(isShadowError(error)).toBe(true);
+    expect((error as Error).message).toContain(message);
+  });
+});
