@@ -679,11 +679,11 @@ class Engine {
           } catch (error) {
             if (isShadowError(error) && error.code === 'CONFLICT') {
               failedVersion = expected;
-              if (!baseWasRead) learnFromWrite(entry.history, true);
+              learnFromWrite(entry.history, true, baseWasRead);
             } else if (!isShadowError(error) || error.code !== 'THROTTLED') entry.knowledge = undefined;
             throw error;
           }
-          if (!baseWasRead) learnFromWrite(entry.history, false);
+          learnFromWrite(entry.history, false, baseWasRead);
           let document: ShadowDocument | undefined;
           if (!blindCreate) {
             document = this.remember(entry, base, request, accepted);

@@ -66,7 +66,7 @@ describe('chooseBase', () => {
   });
 
   it('prefers what the transport heard; honours the override both ways', () => {
-    const history = { stale: 1, answered: 1, deltaPending: true };
+    const history = { stale: 1, answered: 1, deltaPending: true, readConflicts: 0 };
     expect(
       chooseBase({ mode: 'auto', own: doc(3), heard: doc(4), failedVersion: undefined, history }),
     ).toMatchObject({
