@@ -890,6 +890,7 @@ class Engine {
       let document: ShadowDocument | undefined;
       if (own !== undefined && versionOf(own) + 1 === accepted.version) {
         document = this.remember(entry, own, { state: patch }, accepted);
+        learnFromOwnWrite(entry.history, document?.state.delta !== undefined);
       } else if (own === undefined || versionOf(own) < accepted.version) {
         entry.knowledge = undefined;
         const heard = this.transport.known?.(target);

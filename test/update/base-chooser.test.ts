@@ -101,6 +101,16 @@ describe('base documents per shadow (default useKnownDocuments: auto)', () => {
     expect(bases()).toEqual(['read:unknown', ...Array(4).fill('read:delta-pending')]);
   });
 
+  it('a blind merge that leaves a delta counts too: the next update reads first', async () => {
+    const { service, shadow, events, bases } = setup();
+    await shadow.update(() => ({ desired: { temp: 20 }, reported: { temp: 20 } })); // in sync: no delta
+    await shadow.merge({ desired: { temp: 21 } });
+    acknowledge(service);
+    await shadow.update(setTemp(22));
+    expect(bases().at(-1)).toBe('read:delta-pending');
+    expect(events.filter((e) => e.type === 'conflict')).toHaveLength(0);
+  });
+
   it('the same with useKnownDocuments: true costs a 409 and a read per change (the previous default)', async () => {
     const { service, shadow, events } = setup({ useKnownDocuments: true });
     for (let change = 1; change <= 5; change++) {
