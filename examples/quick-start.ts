@@ -60,11 +60,9 @@ export async function runQuickStart(log: (line: string) => void = console.log): 
       await Promise.all(
         lambdas.map(async ({ shadows: own }) => {
           for (let i = 0; i < INCREMENTS_EACH; i++) {
-            await own
-              .shadow('aircon-1')
-              .update((current) => ({
-                desired: { changes: Number(current?.state.desired?.changes ?? 0) + 1 },
-              }));
+            await own.shadow('aircon-1').update((current) => ({
+              desired: { changes: Number(current?.state.desired?.changes ?? 0) + 1 },
+            }));
           }
         }),
       );

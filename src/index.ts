@@ -50,6 +50,7 @@ export type {
   ShadowTransport,
   TransportCallOptions,
 } from './transports/transport.js';
+export type { BaseReason, BaseSource } from './update/base-chooser.js';
 export {
   resolveShadowClientOptions,
   SHADOW_CLIENT_DEFAULTS,

@@ -3,8 +3,11 @@
  * answer, or heard by the transport, e.g. from `update/documents`), or a fresh read.
  *
  * A known document that is current saves the read (1 request instead of 2); a stale one costs a 409 and a
- * read (3 instead of 2). So a remembered document is worth writing on only while the chance that it is stale
- * stays below one half. Two things make it stale:
+ * read (3 instead of 2). So without other writers a remembered document is worth writing on while the chance
+ * that it is stale stays below one half. With other writers, a write on a fresh read may lose too (with
+ * chance q), so an attempt from a read costs 2 / (1 - q) requests on average and a remembered document is
+ * worth trying while its chance of being stale stays below (1 + q) / 2: under heavy contention a read buys
+ * little. Two things make a remembered document stale:
  * - the last write left a delta: a device will answer it by reporting, which bumps the version (the seed's
  *   scenario: the app's next change met a 409 nearly every time);
  * - other writers: over HTTP this client never hears of their commits.
@@ -49,17 +52,22 @@ export interface BaseHistory {
   answered: number;
   /** The last write of this client left a delta. */
   deltaPending: boolean;
+  /** Running share (0-1) of writes on a freshly read document that still lost to another writer (409). */
+  readConflicts: number;
 }
 
 /** Weight of the newest observation in the running shares: a few observations change the decision. */
 const WEIGHT = 0.25;
 
-/** A stale base costs 3 requests, a read 2, a current base 1: reading pays from one half on. */
-const READ_THRESHOLD = 0.5;
+/**
+ * The chance of staleness from which reading first pays: one half without contention (a stale base costs 3
+ * requests, a read 2, a current base 1), more when writes on fresh reads lose too (see the module comment).
+ */
+const readThreshold = (history: BaseHistory): number => (1 + history.readConflicts) / 2;
 
 /** The history of a shadow the engine knows nothing about: remembered documents presumed current, deltas presumed answered. */
 export function newBaseHistory(): BaseHistory {
-  return { stale: 0, answered: 1, deltaPending: false };
+  return { stale: 0, answered: 1, deltaPending: false, readConflicts: 0 };
 }
 
 /** What a round decided. */
@@ -103,21 +111,25 @@ export function chooseBase(candidates: BaseCandidates): BaseChoice {
   }
   if (mode === true) return { use: known, source, reason: 'option' };
   if (heardIsNewest) return { use: known, source, reason: 'heard' };
-  if (history.deltaPending && history.answered >= READ_THRESHOLD) return read('delta-pending');
-  if (history.stale >= READ_THRESHOLD) return read('stale-history');
+  const threshold = readThreshold(history);
+  if (history.deltaPending && history.answered >= threshold) return read('delta-pending');
+  if (history.stale >= threshold) return read('stale-history');
   return { use: known, source, reason: 'remembered-fresh' };
 }
 
 const blend = (share: number, observed: boolean): number => share * (1 - WEIGHT) + (observed ? WEIGHT : 0);
 
 /**
- * Learns from a write sent on a known document: a 409 says it was stale, a commit that it was current.
+ * Learns from a write: on a known document, a 409 says it was stale and a commit that it was current; on a
+ * freshly read document, a 409 says how contended the shadow is.
  *
  * @param history - the shadow's history (updated in place)
  * @param conflicted - the write met a 409
+ * @param baseWasRead - the write's base was read just before
  */
-export function learnFromWrite(history: BaseHistory, conflicted: boolean): void {
-  history.stale = blend(history.stale, conflicted);
+export function learnFromWrite(history: BaseHistory, conflicted: boolean, baseWasRead = false): void {
+  if (baseWasRead) history.readConflicts = blend(history.readConflicts, conflicted);
+  else history.stale = blend(history.stale, conflicted);
 }
 
 /**

@@ -1,11 +1,13 @@
 /**
  * The conflict-resolving update engine: `createShadowClient({ transport })` and its shadow handles.
  *
- * A versioned round: take the base document (one the engine or transport already knows, else a read),
- * run the callers' intents in call order (`planRound`), send the minimal patch with `version`; on 409,
- * take a newer known document or read again, and re-run the intents. Retries wait with full
- * jitter and are bounded in attempts and time. A blind round (only `merge` calls) sends the composed
- * patch without `version` and cannot conflict.
+ * A versioned round: take the base document (one the engine or transport already knows when that is likely
+ * current, see `base-chooser.ts`, else a read), run the callers' intents in call order (`planRound`), send
+ * the minimal patch with `version`; on 409, take a newer known document or read again, and re-run the
+ * intents. Retries go through p-retry with full jitter; 409s and 5xx are bounded by `maxAttempts`, 429s
+ * only by time (`retry-policy.ts`). Every request passes the per-thing limiter, whose rate adapts to the
+ * service's 429s (`thing-limiter.ts`, `rate-adapter.ts`). A blind round (only `merge` calls) sends the
+ * composed patch without `version` and cannot conflict.
  *
  * Creating a shadow: a write on a shadow that does not exist names `version: 0` (or the deleted version + 1
  * when this client or its transport saw the delete), which the service accepts only if the shadow is still
@@ -679,11 +681,11 @@ class Engine {
           } catch (error) {
             if (isShadowError(error) && error.code === 'CONFLICT') {
               failedVersion = expected;
-              if (!baseWasRead) learnFromWrite(entry.history, true);
+              learnFromWrite(entry.history, true, baseWasRead);
             } else if (!isShadowError(error) || error.code !== 'THROTTLED') entry.knowledge = undefined;
             throw error;
           }
-          if (!baseWasRead) learnFromWrite(entry.history, false);
+          learnFromWrite(entry.history, false, baseWasRead);
           let document: ShadowDocument | undefined;
           if (!blindCreate) {
             document = this.remember(entry, base, request, accepted);
@@ -890,6 +892,7 @@ class Engine {
       let document: ShadowDocument | undefined;
       if (own !== undefined && versionOf(own) + 1 === accepted.version) {
         document = this.remember(entry, own, { state: patch }, accepted);
+        learnFromOwnWrite(entry.history, document?.state.delta !== undefined);
       } else if (own === undefined || versionOf(own) < accepted.version) {
         entry.knowledge = undefined;
         const heard = this.transport.known?.(target);

@@ -66,7 +66,7 @@ describe('chooseBase', () => {
   });
 
   it('prefers what the transport heard; honours the override both ways', () => {
-    const history = { stale: 1, answered: 1, deltaPending: true };
+    const history = { stale: 1, answered: 1, deltaPending: true, readConflicts: 0 };
     expect(
       chooseBase({ mode: 'auto', own: doc(3), heard: doc(4), failedVersion: undefined, history }),
     ).toMatchObject({
@@ -99,6 +99,16 @@ describe('base documents per shadow (default useKnownDocuments: auto)', () => {
     expect(service.count('get', 'app')).toBe(5);
     expect(service.count('update', 'app')).toBe(5);
     expect(bases()).toEqual(['read:unknown', ...Array(4).fill('read:delta-pending')]);
+  });
+
+  it('a blind merge that leaves a delta counts too: the next update reads first', async () => {
+    const { service, shadow, events, bases } = setup();
+    await shadow.update(() => ({ desired: { temp: 20 }, reported: { temp: 20 } })); // in sync: no delta
+    await shadow.merge({ desired: { temp: 21 } });
+    acknowledge(service);
+    await shadow.update(setTemp(22));
+    expect(bases().at(-1)).toBe('read:delta-pending');
+    expect(events.filter((e) => e.type === 'conflict')).toHaveLength(0);
   });
 
   it('the same with useKnownDocuments: true costs a 409 and a read per change (the previous default)', async () => {

@@ -823,6 +823,15 @@ describe('options', () => {
     expect(() => createShadowClient({ transport, maxAttempts: 1.5 })).toThrow(/integer/);
     expect(() => createShadowClient({ transport, baseDelayMs: 100, maxDelayMs: 10 })).toThrow(/maxDelayMs/);
     expect(() => createShadowClient({ transport, coalesce: 'yes' as never })).toThrow(/boolean/);
+    expect(() => createShadowClient({ transport, adaptiveRate: 1 as never })).toThrow(
+      /adaptiveRate must be a boolean/,
+    );
+    expect(() => createShadowClient({ transport, useKnownDocuments: 'sometimes' as never })).toThrow(
+      /useKnownDocuments must be true, false or 'auto'/,
+    );
+    expect(() =>
+      createShadowClient({ transport, useKnownDocuments: 'auto', adaptiveRate: false }),
+    ).not.toThrow();
     expect(() => createShadowClient({} as never)).toThrow(/transport/);
     expect(() => createShadowClient({ transport, limits: { maxDepth: -1 } }).shadow('x')).toThrow(
       ShadowOptionsError,
