@@ -8,8 +8,17 @@ import mqtt, { type MqttClient } from 'mqtt';
  * @param url - `mqtt://127.0.0.1:<port>`
  * @param clientId - the MQTT client id (a thing name for device-like clients)
  */
-export async function connectMqtt(url: string, clientId: string): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(url, { clientId, reconnectPeriod: 0, connectTimeout: 5000 });
+export async function connectMqtt(
+  url: string,
+  clientId: string,
+  login: { username: string; password: string } | undefined = undefined,
+): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, {
+    clientId,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...login,
+  });
   (client.stream as Socket).setNoDelay?.(true);
   return client;
 }

@@ -39,8 +39,14 @@ function heldBy(clientId: string): Held {
   return entry;
 }
 
+/**
+ * The backend and the service log in with the service credentials: on an open broker nobody may publish the
+ * shadow response topics (the service's answers), see publish-policy.ts.
+ */
+const SERVICE_LOGIN = { username: 'backend', password: 'backend-secret' };
+
 beforeAll(async () => {
-  broker = await startBroker();
+  broker = await startBroker({ auth: { serviceCredentials: SERVICE_LOGIN } });
   // aedes emits both events synchronously with the SUBACK / UNSUBACK it writes: before the client can send
   // the next packet, so the live count below is exact at every step.
   broker.aedes.on('subscribe', (subscriptions, client) => {
@@ -59,6 +65,7 @@ beforeAll(async () => {
   service = await startShadowService({
     host: '127.0.0.1',
     broker: broker.url,
+    mqtt: { serviceClient: SERVICE_LOGIN },
     limits: { requestsPerSecondPerThing: 100_000, maxInFlightPerThing: 100_000 },
   });
 }, 20_000);
@@ -73,7 +80,7 @@ afterAll(async () => {
 });
 
 async function updateAll(clientId: string, options: Parameters<typeof mqttTransport>[1]) {
-  const client = await connectMqtt(broker.url, clientId);
+  const client = await connectMqtt(broker.url, clientId, SERVICE_LOGIN);
   clients.push(client);
   const transport = mqttTransport(client, options);
   const shadows = createShadowClient({ transport });
@@ -125,7 +132,7 @@ describe(`mqttTransport addressing ${SHADOWS} shadows over one connection`, () =
   }, 120_000);
 
   it('reports a malformed broadcast through onInvalidMessage and keeps serving', async () => {
-    const client = await connectMqtt(broker.url, 'backend-invalid');
+    const client = await connectMqtt(broker.url, 'backend-invalid', SERVICE_LOGIN);
     clients.push(client);
     const invalid: [ShadowValidationError, string][] = [];
     const transport = mqttTransport(client, {
