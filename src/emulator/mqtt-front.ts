@@ -653,8 +653,12 @@ async function externalTransport(
   const secure = url.protocol === 'mqtts:';
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(url.port);
-  // mqtt.js is an optional peer dependency: only loaded when an external broker is used.
-  const { MqttClient } = await import('mqtt');
+  // mqtt.js is an optional peer dependency: only loaded when an external broker is used. Where a bundler
+  // inlined it as CommonJS (the `shadow-sync` bin does), the namespace has only `default`.
+  const mqttModule: Partial<typeof import('mqtt')> & { default?: Partial<typeof import('mqtt')> } =
+    await import('mqtt');
+  const MqttClient = mqttModule.MqttClient ?? mqttModule.default?.MqttClient;
+  if (MqttClient === undefined) throw new Error('mqtt.js loaded without its MqttClient export');
   // Our own stream builder so that Nagle is off before the first packet (CONNECT) is written.
   const client = new MqttClient(
     () => {
