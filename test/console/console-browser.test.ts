@@ -90,7 +90,7 @@ beforeEach(async () => {
   }
   await write('aircon-07', { desired: { schedule: 'weekdays' } }, 'schedule');
   device = await connectTestClient(service.mqttUrl, { clientId: 'aircon-07' });
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (error) => pageErrors.push(String(error)));
 });
 
