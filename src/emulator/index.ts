@@ -4,6 +4,14 @@
  */
 
 export type { BrokerAuthOptions, BrokerTlsOptions, ServiceCredentials } from './broker.js';
+export {
+  CONSOLE_DEFAULTS,
+  type ConsoleOptions,
+  type ConsoleServer,
+  createConsoleServer,
+  type ResolvedConsoleOptions,
+  resolveConsoleOptions,
+} from './console/console-server.js';
 export type {
   OutgoingMessage,
   RequestOrigin,

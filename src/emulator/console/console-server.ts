@@ -138,6 +138,8 @@ export function isLoopbackAddress(address: string | undefined): boolean {
 }
 
 const MAX_EDIT_BYTES = 128 * 1024;
+/** Bytes a stream may have waiting for a slow reader before it is dropped. */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 /** Stats are written to a stream at most this often (the charts need no more). */
 const STATS_INTERVAL_MS = 250;
 
@@ -193,6 +195,12 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
   let closed = false;
 
   function write(stream: Stream, event: string, data: unknown): void {
+    // A page that stops reading (a stalled tab) must not make the service buffer without bound: drop its stream;
+    // the browser reconnects and starts again from a fresh snapshot.
+    if (stream.res.writableLength > MAX_BUFFERED_BYTES) {
+      stream.res.destroy();
+      return;
+    }
     stream.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 

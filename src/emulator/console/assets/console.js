@@ -4,6 +4,8 @@
   const $ = (id) => document.getElementById(id);
   // Rows rendered at most: the search narrows a large fleet, and a short table keeps first paint and layout cheap.
   const MAX_ROWS = 150;
+  // aircon-2 before aircon-10.
+  const byName = new Intl.Collator('en', { numeric: true });
   const KINDS = ['app', 'device', 'other', 'conflict', 'throttled'];
   const metrics = {
     events: 0,
@@ -70,9 +72,7 @@
   function renderList() {
     const tbody = $('rows');
     const list = [...state.shadows.values()].filter(matches);
-    list.sort((a, b) =>
-      a.thing < b.thing ? -1 : a.thing > b.thing ? 1 : a.shadow < b.shadow ? -1 : a.shadow > b.shadow ? 1 : 0,
-    );
+    list.sort((a, b) => byName.compare(a.thing, b.thing) || byName.compare(a.shadow, b.shadow));
     const shown = list.slice(0, MAX_ROWS);
     const html = [];
     for (const s of shown) {
