@@ -220,6 +220,36 @@ describe('console event streams', () => {
   });
 });
 
+describe('console clock', () => {
+  it('dates chart buckets and summaries on the service clock, so time can be driven', async () => {
+    let now = 1_000_000;
+    const timed = await startShadowService({ console: true, clock: () => now });
+    try {
+      await timed.engine.handle({
+        operation: 'update',
+        target: { thingName: 'lamp' },
+        origin: 'http',
+        payload: new TextEncoder().encode('{"state":{"desired":{"on":true}}}'),
+      });
+      const first = await openSse(`${timed.consoleUrl}/events`);
+      open.push(first);
+      const before = await first.next<FleetSnapshot>('snapshot');
+      expect(before.shadows[0]?.updatedAt).toBe(1_000_000);
+      expect(before.stats.last).toBe(200);
+      expect(before.stats.rows.at(-1)).toEqual([1, 0, 0, 0, 0]);
+      now += 10_000;
+      const later = await openSse(`${timed.consoleUrl}/events`);
+      open.push(later);
+      const after = await later.next<FleetSnapshot>('snapshot');
+      expect(after.stats.last).toBe(202);
+      expect(after.stats.rows.at(-3)).toEqual([1, 0, 0, 0, 0]);
+      expect(after.stats.rows.at(-1)).toEqual([0, 0, 0, 0, 0]);
+    } finally {
+      await timed.close();
+    }
+  });
+});
+
 describe('console edits', () => {
   it('applies an edit as a versioned update and resolves a stale one instead of overwriting', async () => {
     await update('ac-1', { state: { desired: { power: 'off', temp: 20 } } });
