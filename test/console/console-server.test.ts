@@ -6,7 +6,11 @@ import {
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isLoopbackAddress, resolveConsoleOptions } from '../../src/emulator/console/console-server.js';
+import {
+  createConsoleServer,
+  isLoopbackAddress,
+  resolveConsoleOptions,
+} from '../../src/emulator/console/console-server.js';
 import type {
   MessageEntry,
   ShadowSummary,
@@ -359,6 +363,39 @@ describe('console options', () => {
       expect((await raw(explicit.consoleUrl as string, 'GET')).status).toBe(200);
     } finally {
       await explicit.close();
+    }
+  });
+
+  it('with loopbackOnly, answers 403 to a peer that is not on loopback', () => {
+    const server = createConsoleServer(service.engine, { loopbackOnly: true });
+    try {
+      const answer = (remoteAddress: string) => {
+        let status = 0;
+        let body = '';
+        const req = { url: '/console', method: 'GET', headers: {}, socket: { remoteAddress } };
+        const res = {
+          writeHead(code: number) {
+            status = code;
+            return res;
+          },
+          end(text?: string) {
+            body = text ?? '';
+          },
+        };
+        expect(server.handle(req as never, res as never)).toBe(true);
+        return { status, body };
+      };
+      expect(answer('192.168.1.20')).toEqual({
+        status: 403,
+        body: JSON.stringify({
+          __type: 'ForbiddenException',
+          message: 'The console answers loopback clients only',
+        }),
+      });
+      expect(answer('127.0.0.1').status).toBe(200);
+      expect(server.handle({ url: '/things/x/shadow', method: 'GET' } as never, {} as never)).toBe(false);
+    } finally {
+      server.close();
     }
   });
 
