@@ -202,7 +202,8 @@
   }
 
   function renderHead(s) {
-    $('d-version').textContent = `v${s.version}`;
+    // The version badge follows the document shown in the panes (its own stream), never a newer summary, so that
+    // what an edit is based on is always what the page shows.
     $('d-updated').textContent = `updated ${clock(s.updatedAt)}`;
     $('d-delta').innerHTML = s.deleted
       ? '<span class="pill down">deleted</span>'
@@ -301,6 +302,7 @@
     $('detail').hidden = false;
     $('empty').hidden = true;
     $('d-title').textContent = shadow === '' ? `${thing} · classic shadow` : `${thing} · ${shadow}`;
+    $('d-version').textContent = '…';
     $('timeline').innerHTML = '';
     $('messages').innerHTML = '';
     $('edit-log').innerHTML = '';
