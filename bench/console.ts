@@ -63,15 +63,25 @@ async function firstPaint(browser: Browser, runs: number) {
     }
     const ready: number[] = [];
     const fcp: number[] = [];
+    const busy: number[] = [];
+    const scripting: number[] = [];
+    const layout: number[] = [];
     for (let run = 0; run < runs; run++) {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+      // Main-thread time the page spent (script, style, layout, paint...) up to the first paint: unlike wall time
+      // it barely depends on what else loads the machine.
+      const cdp = await page.context().newCDPSession(page);
+      await cdp.send('Performance.enable');
       await page.goto(service.consoleUrl as string);
-      await page.waitForFunction('window.shadowConsole?.ready === true');
-      // The frame after the list was rendered: the list is on screen.
-      const painted = (await page.evaluate(
-        'new Promise((resolve) => requestAnimationFrame(() => resolve(performance.now())))',
-      )) as number;
+      // The page notes when the frame after its first rendering of the list ran (from navigation start).
+      await page.waitForFunction('window.shadowConsole?.firstPaintMs !== undefined');
+      const painted = (await page.evaluate('window.shadowConsole.firstPaintMs')) as number;
       ready.push(painted);
+      const { metrics } = await cdp.send('Performance.getMetrics');
+      const metric = (name: string) => (metrics.find((m) => m.name === name)?.value ?? 0) * 1000;
+      busy.push(metric('TaskDuration'));
+      scripting.push(metric('ScriptDuration'));
+      layout.push(metric('LayoutDuration') + metric('RecalcStyleDuration'));
       const entry = (await page.evaluate(
         "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? NaN",
       )) as number;
@@ -110,6 +120,11 @@ async function firstPaint(browser: Browser, runs: number) {
         max: round(Math.max(...ready)),
       },
       firstContentfulPaintMs: round(median(fcp)),
+      mainThreadMs: {
+        busy: round(median(busy)),
+        script: round(median(scripting)),
+        styleAndLayout: round(median(layout)),
+      },
       pollingSweepMs: round(median(sweeps)),
     };
   } finally {
@@ -140,13 +155,13 @@ async function liveLatency(browser: Browser, updates: number) {
       });
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    await page.waitForFunction(`window.shadowConsole.metrics.lagSamples.length >= ${updates}`, undefined, {
-      timeout: 10_000,
-    });
+    // Every update reaches the page within a second (one lag sample per batch of summaries the page applied).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
     const lags = (await metricsOf(page)).lagSamples;
     await page.close();
     return {
       updates,
+      samples: lags.length,
       lagMs: { p50: quantile(lags, 0.5), p95: quantile(lags, 0.95), max: Math.max(...lags) },
     };
   } finally {
@@ -183,9 +198,18 @@ async function demoFleet(browser: Browser, durationMs: number) {
       })();
     },
     async keepOpen() {
+      // The service still runs here (its summary is ready): show the unit whose shadow changed most often.
       await opened;
-      if (page === undefined) return;
-      if (screenshot !== undefined) await page.screenshot({ path: screenshot });
+      if (screenshot === undefined || page === undefined) return;
+      await page.evaluate(`(() => {
+        const rows = [...document.querySelectorAll('#rows tr')];
+        const busiest = rows.sort((a, b) => Number(b.cells[2].textContent) - Number(a.cells[2].textContent))[0];
+        busiest?.click();
+      })()`);
+      await page.waitForFunction("document.querySelectorAll('#messages .msg').length > 0", undefined, {
+        timeout: 20_000,
+      });
+      await page.screenshot({ path: screenshot });
     },
   });
   await opened;
@@ -237,8 +261,9 @@ try {
     '| --- | --- | --- |',
     `| first paint, ${paint.shadows} shadows: navigation → list on screen (median, min-max) | ${paint.listOnScreenMs.median} ms (${paint.listOnScreenMs.min}-${paint.listOnScreenMs.max}) | < 300 ms |`,
     `| first contentful paint (median) | ${paint.firstContentfulPaintMs} ms | |`,
+    `| main-thread time up to that first paint: all tasks / script / style + layout (median) | ${paint.mainThreadMs.busy} / ${paint.mainThreadMs.script} / ${paint.mainThreadMs.styleAndLayout} ms | |`,
     `| peer: one polling sweep of the same shadows with the AWS SDK (10 in flight) | ${paint.pollingSweepMs} ms (${round(paint.pollingSweepMs / paint.listOnScreenMs.median)}x the console's first paint) | |`,
-    `| live: service accepts → DOM updated, ${live.updates} updates (p50 / p95 / max) | ${live.lagMs.p50} / ${live.lagMs.p95} / ${live.lagMs.max} ms | < 100 ms |`,
+    `| live: service accepts → DOM updated, ${live.updates} updates 20 ms apart, ${live.samples} batches (p50 / p95 / max) | ${live.lagMs.p50} / ${live.lagMs.p95} / ${live.lagMs.max} ms | < 100 ms |`,
     `| demo, ${demo.devices} units, ${Math.round(demo.trafficMs / 1000)} s of traffic, ${demo.fleetVersions} versions: event lag (p50 / p95 / max) | ${demo.lagMs.p50} / ${demo.lagMs.p95} / ${demo.lagMs.max} ms over ${demo.events} events | |`,
     `| demo: long tasks (> 50 ms) in the page | ${demo.longTasks} (${demo.longTaskMs} ms in all) | |`,
     `| demo: animation frames over 50 ms | ${demo.frames.over50ms} of ${demo.frames.total} (worst ${demo.frames.worstMs} ms) | |`,

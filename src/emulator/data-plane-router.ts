@@ -10,8 +10,8 @@
  */
 import type { Rejection, ShadowErrorType, ShadowTarget } from '../core/document.js';
 import { parseShadowTopic } from '../core/topics.js';
-import { clientPublishRefusal } from './publish-policy.js';
 import type { ShadowEngineApi } from './engine-api.js';
+import { clientPublishRefusal } from './publish-policy.js';
 
 /** Publishes a message on the broker; provided by the MQTT front. */
 export type BrokerPublish = (

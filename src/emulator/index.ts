@@ -10,6 +10,14 @@ export {
   DEFAULT_CONNECTION_QUOTAS,
   resolveConnectionQuotas,
 } from './connection-quotas.js';
+export {
+  CONSOLE_DEFAULTS,
+  type ConsoleOptions,
+  type ConsoleServer,
+  createConsoleServer,
+  type ResolvedConsoleOptions,
+  resolveConsoleOptions,
+} from './console/console-server.js';
 export type {
   OutgoingMessage,
   RequestOrigin,

@@ -90,7 +90,7 @@ beforeEach(async () => {
   }
   await write('aircon-07', { desired: { schedule: 'weekdays' } }, 'schedule');
   device = await connectTestClient(service.mqttUrl, { clientId: 'aircon-07' });
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (error) => pageErrors.push(String(error)));
 });
 
@@ -118,7 +118,8 @@ describe('web console in Chromium', () => {
     await device.publish('$aws/things/aircon-07/shadow/update', { state: { reported: { power: 'on' } } }, 1);
     await waitText('#d-version', 'v2');
     await waitText('#reported', /power.*"on"/);
-    expect(await page.textContent('#rows tr[data-key="aircon-07/"]')).toContain('2');
+    // The list (from the fleet stream) follows.
+    await waitText('#rows tr[data-key="aircon-07/"] td.num', '2');
     await page.waitForFunction(
       "[...document.querySelectorAll('#messages .msg .topic')].some((t) => t.textContent === '$aws/things/aircon-07/shadow/update')",
     );
@@ -132,7 +133,7 @@ describe('web console in Chromium', () => {
     ]);
     // Desired (off) now differs from reported (on): a delta is pending, in the list and on the shadow.
     await waitText('#d-delta', 'delta pending');
-    expect(await page.locator('#rows tr[data-key="aircon-07/"] .dot').count()).toBe(1);
+    await page.waitForSelector('#rows tr[data-key="aircon-07/"] .dot', { timeout: 10_000 });
     expect(await page.textContent('#delta')).toContain('power');
     expect(await page.textContent('#timeline')).toContain('v2');
     // The device report shows in the thing's chart as a device write.

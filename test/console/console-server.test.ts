@@ -6,7 +6,11 @@ import {
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isLoopbackAddress, resolveConsoleOptions } from '../../src/emulator/console/console-server.js';
+import {
+  createConsoleServer,
+  isLoopbackAddress,
+  resolveConsoleOptions,
+} from '../../src/emulator/console/console-server.js';
 import type {
   MessageEntry,
   ShadowSummary,
@@ -220,6 +224,36 @@ describe('console event streams', () => {
   });
 });
 
+describe('console clock', () => {
+  it('dates chart buckets and summaries on the service clock, so time can be driven', async () => {
+    let now = 1_000_000;
+    const timed = await startShadowService({ console: true, clock: () => now });
+    try {
+      await timed.engine.handle({
+        operation: 'update',
+        target: { thingName: 'lamp' },
+        origin: 'http',
+        payload: new TextEncoder().encode('{"state":{"desired":{"on":true}}}'),
+      });
+      const first = await openSse(`${timed.consoleUrl}/events`);
+      open.push(first);
+      const before = await first.next<FleetSnapshot>('snapshot');
+      expect(before.shadows[0]?.updatedAt).toBe(1_000_000);
+      expect(before.stats.last).toBe(200);
+      expect(before.stats.rows.at(-1)).toEqual([1, 0, 0, 0, 0]);
+      now += 10_000;
+      const later = await openSse(`${timed.consoleUrl}/events`);
+      open.push(later);
+      const after = await later.next<FleetSnapshot>('snapshot');
+      expect(after.stats.last).toBe(202);
+      expect(after.stats.rows.at(-3)).toEqual([1, 0, 0, 0, 0]);
+      expect(after.stats.rows.at(-1)).toEqual([0, 0, 0, 0, 0]);
+    } finally {
+      await timed.close();
+    }
+  });
+});
+
 describe('console edits', () => {
   it('applies an edit as a versioned update and resolves a stale one instead of overwriting', async () => {
     await update('ac-1', { state: { desired: { power: 'off', temp: 20 } } });
@@ -329,6 +363,39 @@ describe('console options', () => {
       expect((await raw(explicit.consoleUrl as string, 'GET')).status).toBe(200);
     } finally {
       await explicit.close();
+    }
+  });
+
+  it('with loopbackOnly, answers 403 to a peer that is not on loopback', () => {
+    const server = createConsoleServer(service.engine, { loopbackOnly: true });
+    try {
+      const answer = (remoteAddress: string) => {
+        let status = 0;
+        let body = '';
+        const req = { url: '/console', method: 'GET', headers: {}, socket: { remoteAddress } };
+        const res = {
+          writeHead(code: number) {
+            status = code;
+            return res;
+          },
+          end(text?: string) {
+            body = text ?? '';
+          },
+        };
+        expect(server.handle(req as never, res as never)).toBe(true);
+        return { status, body };
+      };
+      expect(answer('192.168.1.20')).toEqual({
+        status: 403,
+        body: JSON.stringify({
+          __type: 'ForbiddenException',
+          message: 'The console answers loopback clients only',
+        }),
+      });
+      expect(answer('127.0.0.1').status).toBe(200);
+      expect(server.handle({ url: '/things/x/shadow', method: 'GET' } as never, {} as never)).toBe(false);
+    } finally {
+      server.close();
     }
   });
 

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createConsoleStats } from '../../src/emulator/console/console-stats.js';
 
@@ -53,5 +54,53 @@ describe('console stats', () => {
     expect(stats.size()).toBe(100);
     stats.record('late', 'app', 10_000);
     expect(stats.size()).toBe(1);
+  });
+});
+
+describe('console stats, property', () => {
+  it('every series equals a plain count of the events in its window, per bucket and kind', () => {
+    const kinds = ['app', 'device', 'other', 'conflict', 'throttled'] as const;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 8 }),
+        fc.array(
+          fc.record({
+            thing: fc.constantFrom('a', 'b', 'c'),
+            kind: fc.constantFrom(...kinds),
+            step: fc.integer({ min: 0, max: 2500 }),
+          }),
+          { maxLength: 60 },
+        ),
+        fc.integer({ min: 0, max: 20_000 }),
+        (buckets, steps, lookAhead) => {
+          const bucketMs = 1000;
+          const stats = createConsoleStats(bucketMs, buckets);
+          let at = 0;
+          const events = steps.map(({ thing, kind, step }) => {
+            at += step;
+            stats.record(thing, kind, at);
+            return { thing, kind, at };
+          });
+          const now = at + lookAhead;
+          const last = Math.floor(now / bucketMs);
+          const expected = (thing: string | undefined) =>
+            Array.from({ length: buckets }, (_, i) => {
+              const bucket = last - buckets + 1 + i;
+              return kinds.map(
+                (kind) =>
+                  events.filter(
+                    (e) =>
+                      e.kind === kind &&
+                      (thing === undefined || e.thing === thing) &&
+                      Math.floor(e.at / bucketMs) === bucket,
+                  ).length,
+              );
+            });
+          expect(stats.fleet(now).rows).toEqual(expected(undefined));
+          for (const thing of ['a', 'b', 'c']) expect(stats.thing(thing, now).rows).toEqual(expected(thing));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

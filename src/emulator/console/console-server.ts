@@ -31,9 +31,9 @@ import { inProcessTransport } from './in-process-transport.js';
 import {
   CONSOLE_CLIENT_ID,
   createShadowTracker,
-  type MessageEntry,
   type ShadowSummary,
   type ShadowTracker,
+  type StoredMessage,
   shadowKey,
   type TimelineEntry,
   type TrackerChange,
@@ -138,6 +138,8 @@ export function isLoopbackAddress(address: string | undefined): boolean {
 }
 
 const MAX_EDIT_BYTES = 128 * 1024;
+/** Bytes a stream may have waiting for a slow reader before it is dropped. */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 /** Stats are written to a stream at most this often (the charts need no more). */
 const STATS_INTERVAL_MS = 250;
 
@@ -146,9 +148,10 @@ interface Stream {
   /** The shadow a detail stream follows; undefined for the fleet stream. */
   key: string | undefined;
   target: ShadowTarget | undefined;
-  summaries: Map<string, ShadowSummary>;
+  /** Shadows whose summary changed since the last write. */
+  changed: Set<string>;
   timeline: TimelineEntry[];
-  messages: MessageEntry[];
+  messages: StoredMessage[];
   edits: ConsoleEditEvent[];
   doc: boolean;
   stats: boolean;
@@ -193,6 +196,12 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
   let closed = false;
 
   function write(stream: Stream, event: string, data: unknown): void {
+    // A page that stops reading (a stalled tab) must not make the service buffer without bound: drop its stream;
+    // the browser reconnects and starts again from a fresh snapshot.
+    if (stream.res.writableLength > MAX_BUFFERED_BYTES) {
+      stream.res.destroy();
+      return;
+    }
     stream.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 
@@ -210,9 +219,14 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
 
   function flush(stream: Stream): void {
     stream.timer = undefined;
-    if (stream.summaries.size > 0) {
-      write(stream, 'shadows', [...stream.summaries.values()]);
-      stream.summaries.clear();
+    if (stream.changed.size > 0) {
+      const summaries: ShadowSummary[] = [];
+      for (const key of stream.changed) {
+        const summary = tracker.summary(key);
+        if (summary !== undefined) summaries.push(summary);
+      }
+      stream.changed.clear();
+      write(stream, 'shadows', summaries);
     }
     if (stream.target !== undefined) {
       if (stream.doc) {
@@ -224,7 +238,7 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
         stream.timeline = [];
       }
       if (stream.messages.length > 0) {
-        write(stream, 'messages', stream.messages);
+        write(stream, 'messages', stream.messages.map(tracker.entryOf));
         stream.messages = [];
       }
       if (stream.edits.length > 0) {
@@ -248,7 +262,7 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
 
   function onChange(stream: Stream, change: TrackerChange): void {
     if (stream.key === undefined) {
-      if (change.type === 'shadow') stream.summaries.set(change.key, change.summary);
+      if (change.type === 'shadow') stream.changed.add(change.key);
       else if (change.type === 'count') stream.stats = true;
       else return;
     } else if (change.type === 'count') {
@@ -256,7 +270,7 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
       stream.stats = true;
     } else if (change.key !== stream.key) return;
     else if (change.type === 'shadow') {
-      stream.summaries.set(change.key, change.summary);
+      stream.changed.add(change.key);
       stream.timeline.push(change.entry);
       stream.doc = true;
     } else stream.messages.push(change.entry);
@@ -293,7 +307,7 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
       res,
       key: target === undefined ? undefined : shadowKey(target),
       target,
-      summaries: new Map(),
+      changed: new Set(),
       timeline: [],
       messages: [],
       edits: [],

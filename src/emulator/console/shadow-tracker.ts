@@ -53,18 +53,22 @@ export interface MessageEntry {
 
 /** A change the tracker tells its listeners about. */
 export type TrackerChange =
-  | { type: 'shadow'; key: string; summary: ShadowSummary; entry: TimelineEntry }
-  | { type: 'message'; key: string; entry: MessageEntry }
+  | { type: 'shadow'; key: string; entry: TimelineEntry }
+  | { type: 'message'; key: string; entry: StoredMessage }
   | { type: 'count'; thing: string; kind: ConsoleStatKind; at: number; key: string };
 
 /** The tracker the console server reads from. */
 export interface ShadowTracker {
   /** Every shadow's summary, in no particular order. */
   summaries(): ShadowSummary[];
+  /** One shadow's current summary, or `undefined` when the console never saw it. */
+  summary(key: string): ShadowSummary | undefined;
   /** The recent versions of one shadow, oldest first. */
   timeline(key: string): TimelineEntry[];
   /** The recent reserved-topic messages of one shadow, in `seq` order. */
   messages(key: string): MessageEntry[];
+  /** A message as the page gets it (payload decoded and cut). */
+  entryOf(message: StoredMessage): MessageEntry;
   /** Counters behind the charts. */
   readonly stats: ConsoleStats;
   /** Subscribes to changes; returns the unsubscribe function. */
@@ -78,8 +82,15 @@ export const MAX_PAYLOAD_CHARS = 2048;
 /** Versions kept per shadow for its timeline. */
 const TIMELINE_LENGTH = 60;
 /** Messages kept per shadow. */
-const MESSAGES_LENGTH = 50;
-/** Shadows whose timeline and messages are kept (least recently active forgotten first). */
+/**
+ * Reserved-topic messages kept, fleet-wide (a shadow opened on the page shows its share of them, then its own live).
+ * One ring for the fleet rather than one per shadow: each payload is its own buffer, and holding thousands of them
+ * per shadow made the garbage collector, not the console, the main cost of a busy service.
+ */
+const RECENT_MESSAGES = 1000;
+/** Messages of one shadow sent with its snapshot. */
+const MESSAGES_PER_SHADOW = 50;
+/** Shadows whose timeline is kept (least recently active forgotten first). */
 const DETAILED_SHADOWS = 5000;
 
 /** The key of a shadow in the console: thing name and shadow name (empty for classic) joined by NUL. */
@@ -95,11 +106,28 @@ export function targetOfKey(key: string): ShadowTarget {
   return shadowName === '' ? { thingName } : { thingName, shadowName };
 }
 
+/** A message as kept: the payload stays bytes until a page asks for it, so an unwatched service pays no decoding. */
+export interface StoredMessage extends Omit<MessageEntry, 'payload'> {
+  bytes: Uint8Array;
+}
+
+/** What the tracker holds per shadow for its summary, computed only when asked for. */
+interface SummarySource {
+  target: ShadowTarget;
+  updatedAt: number;
+  /** The record the cached summary was made from (records are immutable: a new write is a new object). */
+  record: ShadowRecord | undefined;
+  summary: ShadowSummary | undefined;
+}
+
 interface Detail {
   timeline: TimelineEntry[];
-  messages: MessageEntry[];
-  /** `seq` of the first service message since this shadow's last answered request. */
-  unclaimedSeq: number | undefined;
+}
+
+/** A kept message with the shadow it belongs to. */
+interface KeptMessage {
+  key: string;
+  message: StoredMessage;
 }
 
 const decoder = new TextDecoder();
@@ -160,7 +188,7 @@ function sourceOf(event: ShadowResultEvent): string {
  */
 export function createShadowTracker(engine: ShadowEngine, bucketMs: number, buckets: number): ShadowTracker {
   const stats = createConsoleStats(bucketMs, buckets);
-  const summaries = new Map<string, ShadowSummary>();
+  const summaries = new Map<string, SummarySource>();
   const details = new Map<string, Detail>();
   const listeners = new Set<(change: TrackerChange) => void>();
   let seq = 0;
@@ -171,7 +199,28 @@ export function createShadowTracker(engine: ShadowEngine, bucketMs: number, buck
         ? record.deletedAt
         : Math.max(latestTimestamp(record.metadata.desired), latestTimestamp(record.metadata.reported)) *
           1000;
-    summaries.set(shadowKey(target), summaryOf(target, record, updatedAt));
+    summaries.set(shadowKey(target), { target, updatedAt, record: undefined, summary: undefined });
+  }
+
+  function summaryFrom(source: SummarySource): ShadowSummary {
+    const record = engine.read(source.target);
+    if (record === undefined) {
+      // An expired tombstone (or a record never stored): shown as deleted at the last version the console saw.
+      const version = source.summary?.version ?? 0;
+      return {
+        thing: source.target.thingName,
+        shadow: source.target.shadowName ?? '',
+        version,
+        updatedAt: source.updatedAt,
+        delta: false,
+        deleted: true,
+      };
+    }
+    if (record !== source.record || source.summary === undefined) {
+      source.record = record;
+      source.summary = summaryOf(source.target, record, source.updatedAt);
+    }
+    return source.summary;
   }
 
   function tell(change: TrackerChange): void {
@@ -188,7 +237,7 @@ export function createShadowTracker(engine: ShadowEngine, bucketMs: number, buck
   function detailOf(key: string): Detail {
     let detail = details.get(key);
     if (detail === undefined) {
-      detail = { timeline: [], messages: [], unclaimedSeq: undefined };
+      detail = { timeline: [] };
       if (details.size >= DETAILED_SHADOWS) {
         const oldest = details.keys().next().value;
         if (oldest !== undefined) details.delete(oldest);
@@ -198,46 +247,66 @@ export function createShadowTracker(engine: ShadowEngine, bucketMs: number, buck
     return detail;
   }
 
-  function pushMessage(key: string, detail: Detail, entry: MessageEntry): void {
-    detail.messages.push(entry);
-    detail.messages.sort((a, b) => a.seq - b.seq);
-    if (detail.messages.length > MESSAGES_LENGTH) detail.messages.shift();
+  /** The ring of recent messages: `recent[(start + i) % RECENT_MESSAGES]`, oldest first. */
+  const recent: KeptMessage[] = [];
+  let start = 0;
+  /** Per shadow, the `seq` of the first service message since its last answered request. */
+  const unclaimed = new Map<string, number>();
+
+  function pushMessage(key: string, entry: StoredMessage): void {
+    if (recent.length < RECENT_MESSAGES) recent.push({ key, message: entry });
+    else {
+      recent[start] = { key, message: entry };
+      start = (start + 1) % RECENT_MESSAGES;
+    }
     tell({ type: 'message', key, entry });
+  }
+
+  function messagesOf(key: string): StoredMessage[] {
+    const mine: StoredMessage[] = [];
+    for (let i = 0; i < recent.length; i++) {
+      const kept = recent[(start + i) % recent.length] as KeptMessage;
+      if (kept.key === key) mine.push(kept.message);
+    }
+    return mine.sort((a, b) => a.seq - b.seq).slice(-MESSAGES_PER_SHADOW);
+  }
+
+  function entryOf(message: StoredMessage): MessageEntry {
+    const { bytes, ...rest } = message;
+    return { ...rest, payload: textOf(bytes) };
   }
 
   const stopMessages = engine.onMessage((message: OutgoingMessage) => {
     const parsed = parseShadowTopic(message.topic);
     if (parsed === undefined) return;
     const key = shadowKey(parsed.target);
-    const detail = detailOf(key);
-    const entry: MessageEntry = {
+    const entry: StoredMessage = {
       seq: ++seq,
       at: Date.now(),
       topic: message.topic,
       direction: 'out',
-      payload: textOf(message.payload),
+      bytes: message.payload,
     };
-    detail.unclaimedSeq ??= entry.seq;
-    pushMessage(key, detail, entry);
+    if (!unclaimed.has(key)) unclaimed.set(key, entry.seq);
+    pushMessage(key, entry);
   });
 
   const stopResults = engine.onResult((event) => {
     const { request, result, at } = event;
     const key = shadowKey(request.target);
-    const detail = detailOf(key);
     if (request.origin === 'mqtt') {
       // The service's answers to this request were published before the engine returned it; the request goes
       // before them.
-      const before = detail.unclaimedSeq;
-      pushMessage(key, detail, {
+      const before = unclaimed.get(key);
+      pushMessage(key, {
         seq: before === undefined ? ++seq : before - 0.5,
         at: Date.now(),
         topic: shadowTopic(request.target, request.operation),
         direction: 'in',
-        payload: textOf(request.payload),
+        bytes: request.payload,
       });
     }
-    detail.unclaimedSeq = undefined;
+    unclaimed.delete(key);
     const thing = request.target.thingName;
     if (!result.ok) {
       const code = result.rejection.code;
@@ -249,24 +318,31 @@ export function createShadowTracker(engine: ShadowEngine, bucketMs: number, buck
       return;
     }
     if (request.operation === 'get') return;
-    const record = engine.read(request.target);
-    if (record === undefined) return;
-    const summary = summaryOf(request.target, record, at);
-    summaries.set(key, summary);
+    const source = summaries.get(key);
+    if (source === undefined)
+      summaries.set(key, { target: request.target, updatedAt: at, record: undefined, summary: undefined });
+    else source.updatedAt = at;
     const kind = kindOf(event);
-    const entry: TimelineEntry = { version: summary.version, at, kind, source: sourceOf(event) };
+    const version = (result.body as { version: number }).version;
+    const entry: TimelineEntry = { version, at, kind, source: sourceOf(event) };
+    const detail = detailOf(key);
     detail.timeline.push(entry);
     if (detail.timeline.length > TIMELINE_LENGTH) detail.timeline.shift();
     const statKind: ConsoleStatKind = kind === 'delete' ? 'other' : kind;
     stats.record(thing, statKind, at);
-    tell({ type: 'shadow', key, summary, entry });
+    tell({ type: 'shadow', key, entry });
     tell({ type: 'count', thing, kind: statKind, at, key });
   });
 
   return {
-    summaries: () => [...summaries.values()],
+    summaries: () => [...summaries.values()].map(summaryFrom),
+    summary(key) {
+      const source = summaries.get(key);
+      return source === undefined ? undefined : summaryFrom(source);
+    },
     timeline: (key) => [...(details.get(key)?.timeline ?? [])],
-    messages: (key) => [...(details.get(key)?.messages ?? [])],
+    messages: (key) => messagesOf(key).map(entryOf),
+    entryOf,
     stats,
     subscribe(listener) {
       listeners.add(listener);
