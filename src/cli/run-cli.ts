@@ -2,6 +2,7 @@
  * The `shadow-sync` command line: a table of subcommands, so new ones (such as `demo`) are one entry each.
  */
 import { demoCommand } from './demo-command.js';
+import { journalCommand } from './journal-command.js';
 import { serveCommand } from './serve-command.js';
 
 /** Where a command writes; the real CLI passes the process streams, tests may capture. */
@@ -20,6 +21,7 @@ export interface CliCommand {
 export const CLI_COMMANDS: Readonly<Record<string, CliCommand>> = Object.freeze({
   serve: serveCommand,
   demo: demoCommand,
+  journal: journalCommand,
 });
 
 function usage(): string {
