@@ -103,7 +103,9 @@ describe('journal', () => {
     bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0xff; // flip a byte of the last payload
     writeFileSync(path, bytes);
     // A write cut short never leaves a whole record with a wrong checksum: this record was acknowledged.
-    expect(() => openJournal({ dataDir: dir })).toThrow(/is damaged at byte \d+ of \d+ \(the last record is complete/);
+    expect(() => openJournal({ dataDir: dir })).toThrow(
+      /is damaged at byte \d+ of \d+ \(the last record is complete/,
+    );
     writeFileSync(path, original);
     // Garbage whose declared length runs past the end: the shape of a write cut short.
     appendFileSync(path, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
