@@ -77,6 +77,14 @@ export interface BrokerAuthOptions {
    * @defaultValue 'drop'
    */
   deniedPublish?: 'drop' | 'disconnect';
+  /**
+   * `false` turns the device policy off: every client may use every topic (an open broker), even with client
+   * certificates. Only an explicit `false` does: with `tls.requestCert` the policy is on even when `auth` is
+   * left out, because on AWS IoT a policy always applies to a certificate's connection and the certificate's CN
+   * is the identity.
+   * @defaultValue true
+   */
+  devicePolicy?: boolean;
 }
 
 /** A publish made by a connected client (or its will), as the broker received it. */
@@ -105,7 +113,10 @@ export interface BrokerOptions {
   port?: number;
   /** Serve MQTT over TLS (`mqtts://`). */
   tls?: BrokerTlsOptions;
-  /** Enforce the per-thing policy; without it the broker is open (every client may use every topic). */
+  /**
+   * Enforce the per-thing policy. Without it the broker is open (every client may use every topic), except with
+   * `tls.requestCert`: client certificates always come with the policy unless `auth.devicePolicy` is `false`.
+   */
   auth?: BrokerAuthOptions;
   /**
    * aedes `concurrency`: messages the broker routes at once. The default 100 lets a burst of pipelined shadow
@@ -183,7 +194,9 @@ export interface ResolvedBrokerOptions {
   host: string;
   port: number;
   tls: BrokerTlsOptions | undefined;
-  auth: Required<Omit<BrokerAuthOptions, 'serviceCredentials'>> & { serviceCredentials?: ServiceCredentials };
+  auth: Required<Omit<BrokerAuthOptions, 'serviceCredentials' | 'devicePolicy'>> & {
+    serviceCredentials?: ServiceCredentials;
+  };
   open: boolean;
   concurrency: number;
   drainTimeoutMs: number;
@@ -215,7 +228,7 @@ const BROKER_KEYS = new Set([
   'onClientPublish',
   'packetLimits',
 ]);
-const AUTH_KEYS = new Set(['serviceCredentials', 'telemetryTopics', 'deniedPublish']);
+const AUTH_KEYS = new Set(['serviceCredentials', 'telemetryTopics', 'deniedPublish', 'devicePolicy']);
 const TLS_KEYS = new Set(['key', 'cert', 'ca', 'requestCert']);
 
 function rejectUnknown(value: object, known: Set<string>, what: string): void {
@@ -282,6 +295,10 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
     throw new ShadowOptionsError(
       `broker auth deniedPublish must be 'drop' or 'disconnect', got ${String(deniedPublish)}`,
     );
+  if (auth.devicePolicy !== undefined && typeof auth.devicePolicy !== 'boolean')
+    throw new ShadowOptionsError(
+      `broker auth devicePolicy must be a boolean, got ${String(auth.devicePolicy)}`,
+    );
   const credentials = auth.serviceCredentials;
   if (
     credentials !== undefined &&
@@ -301,7 +318,9 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
       deniedPublish,
       ...(credentials === undefined ? {} : { serviceCredentials: { ...credentials } }),
     },
-    open: options.auth === undefined,
+    // With client certificates the policy applies unless it is explicitly turned off (see devicePolicy).
+    open:
+      options.auth === undefined ? options.tls?.requestCert !== true : options.auth.devicePolicy === false,
     concurrency,
     drainTimeoutMs,
     logger: options.logger ?? SILENT,
