@@ -411,9 +411,15 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
   };
   const onClientPublish = resolved.onClientPublish;
 
+  // Clients whose CONNECT carried an empty client id (aedes then makes one up before `authenticate`).
+  const emptyClientIds = new WeakSet<Client>();
   const aedes = await Aedes.createBroker({
     concurrency: resolved.concurrency,
     drainTimeout: resolved.drainTimeoutMs,
+    preConnect(client, packet, done) {
+      if (packet.clientId === '') emptyClientIds.add(client);
+      done(null, true);
+    },
     authenticate(client, username, password, done) {
       const identity = identify(client, username, password);
       if (identity instanceof Error) {
@@ -429,6 +435,11 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     authorizePublish(client, packet, done) {
       if (client === null) return done(null);
       if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
+      // AWS IoT "does not support publishing and subscribing with QoS 2. The AWS IoT message broker does not send
+      // a PUBACK or SUBACK when QoS 2 is requested" (developer guide, MQTT differences from the specification).
+      // A 3.1.1 client would wait for its PUBREC forever; closing the connection before any PUBREC tells it at
+      // once, and the message is neither routed nor applied (never acknowledged and then ignored).
+      if (packet.qos === 2) return done(new Error('QoS 2 is not supported (AWS IoT supports QoS 0 and 1)'));
       // MQTT 3.1.1 1.5.3: a topic name with U+0000 is a protocol violation; close the connection.
       if (packet.topic.includes('\u0000')) return done(new Error('topic name contains U+0000'));
       // A PUBLISH that arrived whole in one read (the parser guard sees it only while it is incomplete).
@@ -453,6 +464,10 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         packet.retain = false;
         return done(null);
       }
+      // AWS IoT retains messages on ordinary topics only, never on its reserved `$aws/` topics: a retained request
+      // is processed like any other but neither stored nor replayed to later subscribers (a replay would apply it
+      // again and roll the shadow back).
+      if (packet.retain && packet.topic.startsWith('$aws/')) packet.retain = false;
       counts.clientPublishes++;
       if (onClientPublish !== undefined) {
         const payload = packet.payload;
@@ -512,6 +527,9 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         return authError(`client id '${client.id}' does not match certificate CN '${thingName}'`, 5);
       return { kind: 'device', thingName };
     }
+    // A device is its client id: a made-up one would be a thing nobody named (AWS IoT's policy variable
+    // `${iot:ClientId}` needs a client id too). 2 = identifier rejected.
+    if (emptyClientIds.has(client)) return authError('an empty client id is not a thing name', 2);
     if (!validThingName(client.id))
       return authError(`client id '${client.id}' is not a valid thing name ([a-zA-Z0-9:_-], 1-128)`, 2);
     return { kind: 'device', thingName: client.id };
