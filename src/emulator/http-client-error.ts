@@ -7,6 +7,7 @@
  * The status stays what HTTP says (431 for headers that are too large, 400 for everything else); the error
  * type is `InvalidRequestException`, the data plane's 400-class type for a request it cannot accept.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 /** Node's parser error codes worth naming in the message; anything else is "malformed". */
@@ -54,4 +55,22 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
       'Connection: close\r\n\r\n' +
       body,
   );
+}
+
+/**
+ * The server's `checkExpectation` listener (an `Expect` header other than `100-continue`): Node's default is a
+ * bare 417; this adds AWS's error shape.
+ */
+export function answerUnsupportedExpectation(req: IncomingMessage, res: ServerResponse): void {
+  const body = JSON.stringify({
+    __type: 'InvalidRequestException',
+    message: `Unsupported Expect header: ${JSON.stringify(req.headers.expect ?? '')}`,
+  });
+  res.writeHead(417, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-amzn-errortype': 'InvalidRequestException',
+    connection: 'close',
+  });
+  res.end(body);
 }

@@ -12,7 +12,7 @@ import type { Rejection, ShadowErrorType, ShadowTarget } from '../core/document.
 import { parseShadowTopic } from '../core/topics.js';
 import { ShadowOptionsError } from '../errors.js';
 import type { ShadowEngineApi } from './engine-api.js';
-import { answerClientError } from './http-client-error.js';
+import { answerClientError, answerUnsupportedExpectation } from './http-client-error.js';
 import { clientPublishRefusal } from './publish-policy.js';
 import { checkSigV4Signature, inspectSigV4, type SigV4Credentials } from './sigv4.js';
 
@@ -389,6 +389,7 @@ export async function startHttpFront(
   });
   server.keepAliveTimeout = 65_000;
   server.on('clientError', answerClientError);
+  server.on('checkExpectation', answerUnsupportedExpectation);
   let unrefSockets = false;
   server.on('connection', (socket: Socket) => {
     socket.setNoDelay(true);
