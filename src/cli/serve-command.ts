@@ -32,7 +32,8 @@ Options:
   --mqtt-port N             embedded MQTT broker port, 0 = any free port (default 0)
   --broker URL              join an external broker (mqtt://host:port) instead of the embedded one
   --data-dir DIR            keep shadows durably in DIR (default: in memory)
-  --require-sigv4 KEY:SECRET  require SigV4-signed HTTP requests made with these credentials
+  --require-sigv4 KEY:SECRET  require SigV4-signed HTTP requests made with these credentials, checked as AWS
+                            does: body hash, signed host, at most 15 minutes of clock skew (403 otherwise)
   --limit NAME=VALUE        override one limit (repeatable), for example
                               --limit requestsPerSecondPerThing=1000 --limit maxStateBytes=30720
                             names: ${Object.keys(resolveLimits()).join(', ')}
