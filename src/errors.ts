@@ -16,7 +16,8 @@ export type ShadowErrorCode =
   | 'VALIDATION'
   | 'TIMEOUT'
   | 'OPTIONS'
-  | 'TRANSPORT';
+  | 'TRANSPORT'
+  | 'JOURNAL_CORRUPT';
 
 /** Context every shadow error may carry. */
 export interface ShadowErrorContext {
@@ -199,6 +200,26 @@ export class ShadowTransportError extends ShadowError {
   readonly code = 'TRANSPORT' as const;
 }
 
+/**
+ * A file of the local service's durable store (journal or snapshot) is damaged where a crash cannot have torn
+ * it: opening it would silently lose acknowledged updates, so the service refuses to start. `file` and `offset`
+ * say where; `shadow-sync journal repair <dir>` keeps a copy and drops the damaged bytes.
+ */
+export class ShadowJournalCorruptionError extends ShadowError {
+  override readonly name = 'ShadowJournalCorruptionError' as const;
+  readonly code = 'JOURNAL_CORRUPT' as const;
+  /** The damaged file. */
+  readonly file: string;
+  /** Byte offset in `file` of the first byte that does not belong to a valid record. */
+  readonly offset: number;
+
+  constructor(message: string, file: string, offset: number, context: ShadowErrorContext = {}) {
+    super(message, context);
+    this.file = file;
+    this.offset = offset;
+  }
+}
+
 /** True for any {@link ShadowError}, even one created by another copy of this package. */
 export function isShadowError(value: unknown): value is ShadowError {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
@@ -216,6 +237,10 @@ export const isShadowConflictError = hasCode('CONFLICT') as (value: unknown) => 
 export const isShadowThrottledError = hasCode('THROTTLED') as (
   value: unknown,
 ) => value is ShadowThrottledError;
+/** True for a {@link ShadowJournalCorruptionError}, even one created by another copy of this package. */
+export const isShadowJournalCorruptionError = hasCode('JOURNAL_CORRUPT') as (
+  value: unknown,
+) => value is ShadowJournalCorruptionError;
 /** True for a {@link ShadowValidationError} from any copy of this package. */
 export const isShadowValidationError = hasCode('VALIDATION') as (
   value: unknown,

@@ -3,6 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { demoCommand } from './demo-command.js';
+import { journalCommand } from './journal-command.js';
 import { serveCommand } from './serve-command.js';
 
 /** Where a command writes; the real CLI passes the process streams, tests may capture. */
@@ -21,6 +22,7 @@ export interface CliCommand {
 export const CLI_COMMANDS: Readonly<Record<string, CliCommand>> = Object.freeze({
   serve: serveCommand,
   demo: demoCommand,
+  journal: journalCommand,
 });
 
 function usage(): string {

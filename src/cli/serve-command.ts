@@ -47,7 +47,8 @@ Options:
   --quota NAME=VALUE        change one connection quota (repeatable; turns them on), names:
                             ${Object.keys(DEFAULT_CONNECTION_QUOTAS).join(', ')}
   --data-dir DIR            keep shadows durably in DIR (default: in memory)
-  --require-sigv4 KEY:SECRET  require SigV4-signed HTTP requests made with these credentials
+  --require-sigv4 KEY:SECRET  require SigV4-signed HTTP requests made with these credentials, checked as AWS
+                            does: body hash, signed host, at most 15 minutes of clock skew (403 otherwise)
   --limit NAME=VALUE        override one limit (repeatable), for example
                               --limit requestsPerSecondPerThing=1000 --limit maxStateBytes=30720
                             names: ${Object.keys(resolveLimits()).join(', ')}
@@ -67,12 +68,15 @@ MQTT device policy (embedded broker or mosquitto; like an AWS IoT policy with \$
   --telemetry-topic FILTER  a device's telemetry topic filter, {thingName} replaced (repeatable;
                             default my/things/{thingName}/#); turns the device policy on
   --denied-publish drop|disconnect  what a denied publish does (default drop)
+  --no-device-policy        turn the device policy off (an open broker), also with --require-client-cert
 
 MQTT over TLS (embedded broker or mosquitto):
   --tls-key FILE            server private key (PEM); needs --tls-cert
   --tls-cert FILE           server certificate (PEM)
   --tls-ca FILE             CA that signs client certificates (PEM)
-  --require-client-cert     require a client certificate signed by --tls-ca; its CN is the thing name
+  --require-client-cert     require a client certificate signed by --tls-ca; its CN is the thing name and the
+                            client id must equal it. Turns the device policy on (as on AWS IoT, where a policy
+                            always applies) unless --no-device-policy is given
 
   -h, --help                show this help`;
 
@@ -231,12 +235,20 @@ function optionsFrom(args: string[]): ShadowServiceOptions | 'help' {
     for (const flag of ['telemetry-topic', 'denied-publish', 'tls-key', 'tls-cert', 'tls-ca'] as const)
       if (values[flag] !== undefined)
         throw new UsageError(`--${flag} configures the embedded broker and cannot be combined with --broker`);
-    if (values['require-client-cert'] === true)
-      throw new UsageError(
-        '--require-client-cert configures the embedded broker and cannot be combined with --broker',
-      );
+    for (const flag of ['require-client-cert', 'no-device-policy'] as const)
+      if (values[flag] === true)
+        throw new UsageError(`--${flag} configures the embedded broker and cannot be combined with --broker`);
     if (credentials !== undefined)
       mqtt.serviceClient = { username: credentials[0], password: credentials[1] };
+  } else if (values['no-device-policy'] === true) {
+    // Explicitly open: every client may use every topic, whatever TLS asks of it.
+    if (credentials !== undefined || telemetry.length > 0 || denied !== undefined)
+      throw new UsageError(
+        '--no-device-policy turns the device policy off and cannot be combined with --service-credentials, --telemetry-topic or --denied-publish',
+      );
+    options.auth = { devicePolicy: false };
+    const tls = tlsFrom(values);
+    if (tls !== undefined) options.tls = tls;
   } else {
     if (credentials !== undefined || telemetry.length > 0 || denied !== undefined) {
       const auth: BrokerAuthOptions = {};
@@ -291,6 +303,7 @@ function parse(args: string[]) {
       'require-client-cert': { type: 'boolean' },
       console: { type: 'boolean' },
       'no-console': { type: 'boolean' },
+      'no-device-policy': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -84,6 +84,14 @@ export interface BrokerAuthOptions {
    * @defaultValue 'drop'
    */
   deniedPublish?: 'drop' | 'disconnect';
+  /**
+   * `false` turns the device policy off: every client may use every topic (an open broker), even with client
+   * certificates. Only an explicit `false` does: with `tls.requestCert` the policy is on even when `auth` is
+   * left out, because on AWS IoT a policy always applies to a certificate's connection and the certificate's CN
+   * is the identity.
+   * @defaultValue true
+   */
+  devicePolicy?: boolean;
 }
 
 /** A publish made by a connected client (or its will), as the broker received it. */
@@ -112,7 +120,10 @@ export interface BrokerOptions {
   port?: number;
   /** Serve MQTT over TLS (`mqtts://`). */
   tls?: BrokerTlsOptions;
-  /** Enforce the per-thing policy; without it the broker is open (every client may use every topic). */
+  /**
+   * Enforce the per-thing policy. Without it the broker is open (every client may use every topic), except with
+   * `tls.requestCert`: client certificates always come with the policy unless `auth.devicePolicy` is `false`.
+   */
   auth?: BrokerAuthOptions;
   /**
    * aedes `concurrency`: messages the broker routes at once. The default 100 lets a burst of pipelined shadow
@@ -203,7 +214,9 @@ export interface ResolvedBrokerOptions {
   host: string;
   port: number;
   tls: BrokerTlsOptions | undefined;
-  auth: Required<Omit<BrokerAuthOptions, 'serviceCredentials'>> & { serviceCredentials?: ServiceCredentials };
+  auth: Required<Omit<BrokerAuthOptions, 'serviceCredentials' | 'devicePolicy'>> & {
+    serviceCredentials?: ServiceCredentials;
+  };
   open: boolean;
   concurrency: number;
   drainTimeoutMs: number;
@@ -239,7 +252,7 @@ const BROKER_KEYS = new Set([
   'onClientPublish',
   'packetLimits',
 ]);
-const AUTH_KEYS = new Set(['serviceCredentials', 'telemetryTopics', 'deniedPublish']);
+const AUTH_KEYS = new Set(['serviceCredentials', 'telemetryTopics', 'deniedPublish', 'devicePolicy']);
 const TLS_KEYS = new Set(['key', 'cert', 'ca', 'requestCert']);
 
 function rejectUnknown(value: object, known: Set<string>, what: string): void {
@@ -306,6 +319,10 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
     throw new ShadowOptionsError(
       `broker auth deniedPublish must be 'drop' or 'disconnect', got ${String(deniedPublish)}`,
     );
+  if (auth.devicePolicy !== undefined && typeof auth.devicePolicy !== 'boolean')
+    throw new ShadowOptionsError(
+      `broker auth devicePolicy must be a boolean, got ${String(auth.devicePolicy)}`,
+    );
   const credentials = auth.serviceCredentials;
   if (
     credentials !== undefined &&
@@ -325,7 +342,9 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
       deniedPublish,
       ...(credentials === undefined ? {} : { serviceCredentials: { ...credentials } }),
     },
-    open: options.auth === undefined,
+    // With client certificates the policy applies unless it is explicitly turned off (see devicePolicy).
+    open:
+      options.auth === undefined ? options.tls?.requestCert !== true : options.auth.devicePolicy === false,
     concurrency,
     drainTimeoutMs,
     connectionQuotas:
@@ -425,11 +444,14 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
       ? undefined
       : createConnectionQuotaGuard(resolved.connectionQuotas, resolved.clock, logger);
 
+  // Clients whose CONNECT carried an empty client id (aedes then makes one up before `authenticate`).
+  const emptyClientIds = new WeakSet<Client>();
   const aedes = await Aedes.createBroker({
     concurrency: resolved.concurrency,
     drainTimeout: resolved.drainTimeoutMs,
     preConnect(client, packet, done) {
       quotas?.connected(client);
+      if (packet.clientId === '') emptyClientIds.add(client);
       // aedes answers MQTT 5 in MQTT 3.1.1's format, which MQTT 5 clients cannot decode: refuse it in theirs.
       if (packet.protocolVersion !== 5) return done(null, true);
       logger.warn(`mqtt connection refused: MQTT 5 is not supported by the embedded broker`, {
@@ -460,6 +482,11 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         return done(null);
       }
       if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
+      // AWS IoT "does not support publishing and subscribing with QoS 2. The AWS IoT message broker does not send
+      // a PUBACK or SUBACK when QoS 2 is requested" (developer guide, MQTT differences from the specification).
+      // A 3.1.1 client would wait for its PUBREC forever; closing the connection before any PUBREC tells it at
+      // once, and the message is neither routed nor applied (never acknowledged and then ignored).
+      if (packet.qos === 2) return done(new Error('QoS 2 is not supported (AWS IoT supports QoS 0 and 1)'));
       // MQTT 3.1.1 1.5.3: a topic name with U+0000 is a protocol violation; close the connection.
       if (packet.topic.includes('\u0000')) return done(new Error('topic name contains U+0000'));
       // A PUBLISH that arrived whole in one read (the parser guard sees it only while it is incomplete).
@@ -484,6 +511,10 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         packet.retain = false;
         return done(null);
       }
+      // AWS IoT retains messages on ordinary topics only, never on its reserved `$aws/` topics: a retained request
+      // is processed like any other but neither stored nor replayed to later subscribers (a replay would apply it
+      // again and roll the shadow back).
+      if (packet.retain && packet.topic.startsWith('$aws/')) packet.retain = false;
       counts.clientPublishes++;
       if (onClientPublish !== undefined) {
         const payload = packet.payload;
@@ -546,6 +577,9 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
         return authError(`client id '${client.id}' does not match certificate CN '${thingName}'`, 5);
       return { kind: 'device', thingName };
     }
+    // A device is its client id: a made-up one would be a thing nobody named (AWS IoT's policy variable
+    // `${iot:ClientId}` needs a client id too). 2 = identifier rejected.
+    if (emptyClientIds.has(client)) return authError('an empty client id is not a thing name', 2);
     if (!validThingName(client.id))
       return authError(`client id '${client.id}' is not a valid thing name ([a-zA-Z0-9:_-], 1-128)`, 2);
     return { kind: 'device', thingName: client.id };

@@ -15,6 +15,7 @@ import {
   routeDataPlaneRequest,
 } from './data-plane-router.js';
 import type { ShadowEngineApi } from './engine-api.js';
+import { answerClientError, answerUnsupportedExpectation } from './http-client-error.js';
 import { checkSigV4Signature, inspectSigV4, type SigV4Credentials } from './sigv4.js';
 
 export type { BrokerPublish } from './data-plane-router.js';
@@ -295,6 +296,8 @@ export async function startHttpFront(
     });
   });
   server.keepAliveTimeout = 65_000;
+  server.on('clientError', answerClientError);
+  server.on('checkExpectation', answerUnsupportedExpectation);
   let unrefSockets = false;
   server.on('connection', (socket: Socket) => {
     socket.setNoDelay(true);

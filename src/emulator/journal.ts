@@ -11,8 +11,16 @@
  *   bounded by one fsync per update (the classic database group commit).
  * - No half-written document is ever exposed: each record is framed as
  *   `[u32 LE payload length][u32 LE CRC-32 of payload][payload JSON]`. A crash can only tear the last,
- *   unacknowledged batch; replay stops at the first frame whose length runs past the end of the file or whose
- *   checksum does not match, and truncates the file there so later appends never follow garbage.
+ *   unacknowledged write: the file then ends inside a frame (a write is cut short, never scrambled). Replay
+ *   stops at the first frame that is not valid and tells the two cases apart:
+ *   - **torn tail**: the bad frame is the last thing in the file and the file ends before its declared end (and
+ *     the bytes present are not a whole record with a damaged length field). Only an unacknowledged write can
+ *     look like that: the file is truncated there so later appends never follow garbage;
+ *   - **damage**: anything else: a complete frame with a bad checksum, a bad frame followed by more bytes or by
+ *     valid frames (a flipped byte in the middle). Truncating would silently drop acknowledged updates and let
+ *     versions go backwards and be reused, so opening throws {@link ShadowJournalCorruptionError} naming the file
+ *     and the byte offset. {@link repairJournal} (`shadow-sync journal repair <dir>`) keeps a copy of the
+ *     original and keeps every valid frame, dropping only the damaged bytes.
  * - Compaction rewrites the live records into `snapshot.ssj` through a temporary file that is fsynced and then
  *   renamed over the old snapshot (rename is atomic on POSIX), the directory is fsynced, and only then is the
  *   journal truncated. A crash at any point leaves either the old snapshot with the full journal or the new
@@ -32,6 +40,7 @@
  */
 import {
   closeSync,
+  copyFileSync,
   existsSync,
   fdatasync,
   fsyncSync,
@@ -40,6 +49,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   write,
@@ -47,10 +57,10 @@ import {
   writeSync,
 } from 'node:fs';
 import { type FileHandle, open, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { ShadowRecord, ShadowTarget, ShadowTombstone } from '../core/document.js';
-import { ShadowOptionsError } from '../errors.js';
+import { ShadowJournalCorruptionError, ShadowOptionsError } from '../errors.js';
 import { isTombstone, type StoredRecord } from './shadow-store.js';
 
 /** Options of {@link openJournal}. */
@@ -179,29 +189,84 @@ interface DecodeResult {
   validEnd: number;
 }
 
-/** Decodes frames from `offset` until the end or the first torn/corrupt frame. */
+/** The valid frame starting at `at` and the offset just past it, or `undefined`. */
+function frameAt(data: Buffer, at: number): { frame: Frame; end: number } | undefined {
+  if (at + HEADER_BYTES > data.length) return undefined;
+  const length = data.readUInt32LE(at);
+  const start = at + HEADER_BYTES;
+  if (start + length > data.length) return undefined;
+  const payload = data.subarray(start, start + length);
+  if (crc32(payload) !== data.readUInt32LE(at + 4)) return undefined;
+  let parsed: { t?: unknown; s?: unknown; r?: unknown };
+  try {
+    parsed = JSON.parse(payload.toString('utf8')) as { t?: unknown; s?: unknown; r?: unknown };
+  } catch {
+    return undefined;
+  }
+  if (
+    typeof parsed !== 'object' ||
+    parsed === null ||
+    typeof parsed.t !== 'string' ||
+    (parsed.s !== undefined && typeof parsed.s !== 'string') ||
+    typeof parsed.r !== 'object' ||
+    parsed.r === null
+  )
+    return undefined;
+  const target: ShadowTarget =
+    parsed.s === undefined
+      ? { thingName: parsed.t }
+      : { thingName: parsed.t, shadowName: parsed.s as string };
+  return { frame: { key: keyOf(target), target, record: parsed.r as ShadowRecord }, end: start + length };
+}
+
+/** Decodes frames from `offset` until the end or the first frame that is not valid. */
 function decodeFrames(data: Buffer, offset: number): DecodeResult {
   const frames: Frame[] = [];
   let at = offset;
-  while (at + HEADER_BYTES <= data.length) {
-    const length = data.readUInt32LE(at);
-    const checksum = data.readUInt32LE(at + 4);
-    const start = at + HEADER_BYTES;
-    if (start + length > data.length) break;
-    const payload = data.subarray(start, start + length);
-    if (crc32(payload) !== checksum) break;
-    let parsed: { t: string; s?: string; r: ShadowRecord };
-    try {
-      parsed = JSON.parse(payload.toString('utf8')) as { t: string; s?: string; r: ShadowRecord };
-    } catch {
-      break;
-    }
-    const target: ShadowTarget =
-      parsed.s === undefined ? { thingName: parsed.t } : { thingName: parsed.t, shadowName: parsed.s };
-    frames.push({ key: keyOf(target), target, record: parsed.r });
-    at = start + length;
+  for (let next = frameAt(data, at); next !== undefined; next = frameAt(data, at)) {
+    frames.push(next.frame);
+    at = next.end;
   }
   return { frames, validEnd: at };
+}
+
+/** The offset of the first valid frame at or after `from`, or `undefined`. */
+function nextValidFrame(data: Buffer, from: number): number | undefined {
+  for (let at = from; at + HEADER_BYTES <= data.length; at++) {
+    // Cheap rejection first: most offsets declare a length that runs past the end.
+    if (at + HEADER_BYTES + data.readUInt32LE(at) > data.length) continue;
+    if (frameAt(data, at) !== undefined) return at;
+  }
+  return undefined;
+}
+
+/**
+ * What follows the last valid frame: nothing, a torn tail (an unacknowledged write cut short), or damage.
+ * See the module comment for why only a file that ends inside the bad frame counts as torn.
+ */
+function classifyTail(
+  data: Buffer,
+  validEnd: number,
+): { kind: 'clean' } | { kind: 'torn' } | { kind: 'damaged'; reason: string } {
+  if (validEnd === data.length) return { kind: 'clean' };
+  const following = nextValidFrame(data, validEnd + 1);
+  if (following !== undefined)
+    return { kind: 'damaged', reason: `a valid record follows at byte ${following}` };
+  if (validEnd + HEADER_BYTES > data.length) return { kind: 'torn' };
+  const declaredEnd = validEnd + HEADER_BYTES + data.readUInt32LE(validEnd);
+  if (declaredEnd <= data.length)
+    return {
+      kind: 'damaged',
+      reason:
+        declaredEnd === data.length
+          ? 'the last record is complete but its checksum does not match'
+          : 'a record that is not valid is followed by more bytes',
+    };
+  // Shorter than declared: torn, unless the bytes present are a whole record whose length field was damaged.
+  const rest = data.subarray(validEnd + HEADER_BYTES);
+  if (crc32(rest) === data.readUInt32LE(validEnd + 4))
+    return { kind: 'damaged', reason: 'the length field of the last record is damaged' };
+  return { kind: 'torn' };
 }
 
 function fsyncDirectory(dir: string): void {
@@ -254,15 +319,26 @@ function isAlive(pid: number): boolean {
   }
 }
 
+const REPAIR_HINT = (path: string): string =>
+  `; starting would lose acknowledged updates. Run 'shadow-sync journal repair ${dirname(path)}' to keep a copy of the damaged files and drop only the damaged bytes`;
+
 /** Reads the snapshot; throws when it exists but is damaged (it is only ever replaced atomically). */
 function readSnapshot(path: string): Frame[] {
   if (!existsSync(path)) return [];
   const data = readFileSync(path);
   if (data.length < HEADER_BYTES || !data.subarray(0, HEADER_BYTES).equals(SNAPSHOT_MAGIC))
-    throw new Error(`shadow-sync journal: ${path} is not a shadow-sync snapshot`);
+    throw new ShadowJournalCorruptionError(
+      `shadow-sync journal: ${path} is not a shadow-sync snapshot (bad header at byte 0)${REPAIR_HINT(path)}`,
+      path,
+      0,
+    );
   const { frames, validEnd } = decodeFrames(data, HEADER_BYTES);
   if (validEnd !== data.length)
-    throw new Error(`shadow-sync journal: ${path} is damaged at byte ${validEnd} of ${data.length}`);
+    throw new ShadowJournalCorruptionError(
+      `shadow-sync journal: ${path} is damaged at byte ${validEnd} of ${data.length}${REPAIR_HINT(path)}`,
+      path,
+      validEnd,
+    );
   return frames;
 }
 
@@ -345,7 +421,11 @@ export function openJournal(options: JournalOptions): Journal {
       existing.length >= HEADER_BYTES &&
       !existing.subarray(0, HEADER_BYTES).equals(JOURNAL_MAGIC)
     )
-      throw new Error(`shadow-sync journal: ${journalPath} is not a shadow-sync journal`);
+      throw new ShadowJournalCorruptionError(
+        `shadow-sync journal: ${journalPath} is not a shadow-sync journal (bad header at byte 0)${REPAIR_HINT(journalPath)}`,
+        journalPath,
+        0,
+      );
     fd = openSync(journalPath, 'a');
     if (
       existing === undefined ||
@@ -360,6 +440,13 @@ export function openJournal(options: JournalOptions): Journal {
       journalBytes = HEADER_BYTES;
     } else {
       const { frames, validEnd } = decodeFrames(existing, HEADER_BYTES);
+      const tail = classifyTail(existing, validEnd);
+      if (tail.kind === 'damaged')
+        throw new ShadowJournalCorruptionError(
+          `shadow-sync journal: ${journalPath} is damaged at byte ${validEnd} of ${existing.length} (${tail.reason})${REPAIR_HINT(journalPath)}`,
+          journalPath,
+          validEnd,
+        );
       for (const frame of frames) {
         remember(frame.key, frame.record, encodeFrame(frame.target, frame.record));
         recoveredByKey.set(frame.key, { target: frame.target, record: frame.record });
@@ -516,4 +603,86 @@ async function writeAll(ops: JournalFileOps, fd: number, data: Buffer): Promise<
     if (!(written > 0)) throw new Error(`shadow-sync journal: write made no progress (${written} bytes)`);
     offset += written;
   }
+}
+
+/** What {@link repairJournal} did to one file. */
+export interface RepairedFile {
+  /** The file repaired. */
+  file: string;
+  /** Valid records kept, in their order. */
+  keptRecords: number;
+  /** Byte ranges `[start, end)` of the original that were dropped; empty when the file was intact. */
+  dropped: readonly { start: number; end: number }[];
+  /** Where the original was copied before it was rewritten; `undefined` when nothing was dropped. */
+  backup: string | undefined;
+}
+
+/** What {@link repairJournal} did: one entry per file present. */
+export interface JournalRepairReport {
+  snapshot: RepairedFile | undefined;
+  journal: RepairedFile | undefined;
+}
+
+/**
+ * Repairs a data directory the service refuses to open ({@link ShadowJournalCorruptionError}): keeps a copy of
+ * each damaged file (`<file>.damaged-<time>`), then rewrites it with every valid record, in order, dropping only
+ * the bytes that belong to no valid record. Because every record is a shadow's whole document, a record after
+ * the damage still restores its shadow; only the records inside the damaged bytes are lost (their shadows fall
+ * back to their previous record), which is why this is an explicit step and never done at start.
+ *
+ * @param dataDir - the service's data directory (must not be in use: the directory lock is taken)
+ * @param now - the clock used to name the copies
+ * @returns what was kept and dropped in each file
+ * @throws Error when the directory is held by a running service or a file cannot be read or written
+ * @example
+ * const report = repairJournal('./data');
+ * console.log(report.journal?.dropped); // [{ start: 1234, end: 1391 }]
+ */
+export function repairJournal(dataDir: string, now: () => number = Date.now): JournalRepairReport {
+  if (typeof dataDir !== 'string' || dataDir === '' || !existsSync(dataDir))
+    throw new ShadowOptionsError(`journal repair: data directory '${String(dataDir)}' does not exist`);
+  const releaseLock = acquireLock(join(dataDir, LOCK_FILE));
+  try {
+    const stamp = new Date(now()).toISOString().replace(/[:.]/g, '-');
+    const snapshot = salvage(join(dataDir, SNAPSHOT_FILE), SNAPSHOT_MAGIC, stamp);
+    const journal = salvage(join(dataDir, JOURNAL_FILE), JOURNAL_MAGIC, stamp);
+    if (snapshot?.backup !== undefined || journal?.backup !== undefined) fsyncDirectory(dataDir);
+    return { snapshot, journal };
+  } finally {
+    releaseLock();
+  }
+}
+
+function salvage(path: string, magic: Buffer, stamp: string): RepairedFile | undefined {
+  if (!existsSync(path)) return undefined;
+  const data = readFileSync(path);
+  const kept: Buffer[] = [];
+  const dropped: { start: number; end: number }[] = [];
+  let at = HEADER_BYTES;
+  if (data.length < HEADER_BYTES || !data.subarray(0, HEADER_BYTES).equals(magic))
+    dropped.push({ start: 0, end: Math.min(HEADER_BYTES, data.length) });
+  while (at < data.length) {
+    const next = frameAt(data, at);
+    if (next !== undefined) {
+      kept.push(data.subarray(at, next.end));
+      at = next.end;
+      continue;
+    }
+    const resume = nextValidFrame(data, at + 1) ?? data.length;
+    dropped.push({ start: at, end: resume });
+    at = resume;
+  }
+  if (dropped.length === 0) return { file: path, keptRecords: kept.length, dropped, backup: undefined };
+  const backup = `${path}.damaged-${stamp}`;
+  copyFileSync(path, backup);
+  const temp = `${path}.repair-tmp`;
+  const fd = openSync(temp, 'w');
+  try {
+    writeAllSync(fd, Buffer.concat([magic, ...kept]));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+  return { file: path, keptRecords: kept.length, dropped, backup };
 }
