@@ -167,6 +167,8 @@ describe('web console in Chromium', () => {
     expect(log).toMatch(/attempt 1: update expecting v2/);
     expect(log).toMatch(/409 version conflict: v2 is stale/);
     expect(log).toMatch(/update expecting v3/);
+    // In the order they happened, the answer last (it can overtake the streamed events).
+    expect(log).toMatch(/expecting v2.*409 version conflict.*expecting v3.*accepted as v4 after 2 attempt/s);
     await waitText('#d-version', 'v4');
     expect(await desiredNow('aircon-03')).toEqual({ power: 'on', targetTemp: 24, mode: 'cool' });
     await waitText('#desired', /mode.*"cool"/);

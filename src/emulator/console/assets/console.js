@@ -310,7 +310,16 @@
     const source = new EventSource(
       `/console/events?thing=${encodeURIComponent(thing)}&shadow=${encodeURIComponent(shadow)}`,
     );
-    const detail = { key, thing, shadow, source, document: undefined, messages: [], editing: undefined };
+    const detail = {
+      key,
+      thing,
+      shadow,
+      source,
+      document: undefined,
+      messages: [],
+      editing: undefined,
+      editInFlight: false,
+    };
     state.detail = detail;
     const summary = state.shadows.get(key);
     if (summary !== undefined) renderHead(summary);
@@ -337,7 +346,8 @@
       for (const s of summaries) if (keyOf(s.thing, s.shadow) === key) renderHead(s);
     });
     on('edit', (events) => {
-      for (const e of events) logEdit(...describeEditEvent(e));
+      // Live progress while this page's edit is in flight; its answer then lists every event in order.
+      if (detail.editInFlight) for (const e of events) logEdit(...describeEditEvent(e));
     });
   }
 
@@ -403,13 +413,18 @@
     }
     $('edit-log').innerHTML = '';
     $('save').disabled = true;
+    d.editInFlight = true;
     try {
       const response = await fetch(
         `/console/api/update?thing=${encodeURIComponent(d.thing)}&shadow=${encodeURIComponent(d.shadow)}`,
         { method: 'POST', headers: { 'content-type': 'application/json' }, body },
       );
       const answer = await response.json();
+      d.editInFlight = false;
       if (state.detail !== d) return;
+      // The answer can overtake the last streamed events: redraw the log from the answer's own list.
+      $('edit-log').innerHTML = '';
+      for (const e of answer.events ?? []) logEdit(...describeEditEvent(e));
       if (response.ok) {
         logEdit(
           'ok',
@@ -425,6 +440,7 @@
     } catch (error) {
       logEdit('error', `request failed: ${error}`);
     } finally {
+      d.editInFlight = false;
       $('save').disabled = false;
     }
   });
