@@ -74,29 +74,21 @@ export function resolveAwsTransportOptions(options: AwsTransportOptions = {}): R
   return { validateResponses, allowSdkRetries };
 }
 
-interface SdkConfigLike {
-  maxAttempts?: unknown;
-  retryStrategy?: unknown;
-}
-
 /**
  * How many attempts the client's own retry strategy makes per request, or `undefined` when it cannot tell
  * (a client that is not an SDK v3 client, such as a test double). The strategy's provider wins over
  * `maxAttempts`: a custom `retryStrategy` carries its own.
  */
 export async function sdkMaxAttempts(client: unknown): Promise<number | undefined> {
-  const config = (client as { config?: SdkConfigLike } | undefined)?.config;
-  if (typeof config !== 'object' || config === null) return undefined;
+  type Provider = (() => unknown) | undefined;
+  const config = (client as { config?: { maxAttempts?: Provider; retryStrategy?: Provider } } | undefined)
+    ?.config;
   try {
-    const strategy =
-      typeof config.retryStrategy === 'function'
-        ? ((await config.retryStrategy()) as unknown)
-        : config.retryStrategy;
-    const provider =
-      (strategy as { maxAttemptsProvider?: unknown } | undefined)?.maxAttemptsProvider ?? config.maxAttempts;
-    const value = typeof provider === 'function' ? ((await provider()) as unknown) : provider;
-    return typeof value === 'number' ? value : undefined;
+    const strategy = (await config?.retryStrategy?.()) as { maxAttemptsProvider?: Provider } | undefined;
+    const attempts = await (strategy?.maxAttemptsProvider ?? config?.maxAttempts)?.();
+    return typeof attempts === 'number' ? attempts : undefined;
   } catch {
+    // Not shaped like an SDK v3 client's configuration.
     return undefined;
   }
 }
@@ -171,7 +163,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
     (checked ??= sdkMaxAttempts(client).then((attempts) => {
       if (allowSdkRetries || attempts === undefined || attempts <= 1) return;
       throw new ShadowOptionsError(
-        `awsTransport: the IoTDataPlaneClient retries on its own (${attempts} attempts per request); shadow-sync already retries with full jitter under its per-thing limiter. Create it with maxAttempts: 1 (new IoTDataPlaneClient({ ..., maxAttempts: 1 })), or pass { allowSdkRetries: true } to keep both`,
+        `awsTransport: the IoTDataPlaneClient retries on its own (${attempts} attempts per request) under shadow-sync's retries: create it with maxAttempts: 1, or pass { allowSdkRetries: true }`,
       );
     }));
   const sendOptions = (call?: TransportCallOptions) =>
