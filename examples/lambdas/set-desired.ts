@@ -116,7 +116,7 @@ function decodeBody(
  * @param dependencies - see {@link SetDesiredDependencies}
  * @example
  * ```ts
- * const handler = createSetDesiredHandler({ shadows: lambdaShadowClient(new IoTDataPlaneClient({ endpoint })) });
+ * const handler = createSetDesiredHandler({ shadows: lambdaShadowClient(new IoTDataPlaneClient({ endpoint, maxAttempts: 1 })) });
  * const response = await handler(event); // { statusCode: 200, body: '{"thingName":"aircon-1","version":7,...}' }
  * ```
  */

@@ -49,5 +49,6 @@ export function shadowsFromEnvironment(environment: NodeJS.ProcessEnv = process.
   const endpoint = requireEnvironment('IOT_DATA_ENDPOINT', environment);
   const url =
     endpoint.startsWith('https://') || endpoint.startsWith('http://') ? endpoint : `https://${endpoint}`;
-  return lambdaShadowClient(new IoTDataPlaneClient({ endpoint: url }));
+  // One attempt per request: the update engine retries (awsTransport refuses a client with retries of its own).
+  return lambdaShadowClient(new IoTDataPlaneClient({ endpoint: url, maxAttempts: 1 }));
 }

@@ -8,7 +8,7 @@ import type { Rejection } from './document.js';
 export type DecodeResult = { ok: true; value: unknown } | { ok: false; rejection: Rejection };
 
 /** 415 for bytes that are not UTF-8 (AWS's text, including its "documented" typo). */
-export const UNSUPPORTED_ENCODING_REJECTION: Readonly<Rejection> = Object.freeze({
+export const UNSUPPORTED_ENCODING_REJECTION: Readonly<Rejection> = /* @__PURE__ */ Object.freeze({
   code: 415,
   message: 'Unsupported documented encoding; supported encoding is UTF-8',
   errorType: 'UnsupportedDocumentEncodingException',
@@ -18,7 +18,7 @@ export const UNSUPPORTED_ENCODING_REJECTION: Readonly<Rejection> = Object.freeze
  * 400 for a payload that is empty or does not parse. AWS does not document the text for an empty MQTT
  * `/update` payload (spec 7); `Invalid JSON` is the documented message for unparsable input.
  */
-export const INVALID_JSON_REJECTION: Readonly<Rejection> = Object.freeze({
+export const INVALID_JSON_REJECTION: Readonly<Rejection> = /* @__PURE__ */ Object.freeze({
   code: 400,
   message: 'Invalid JSON',
   errorType: 'InvalidRequestException',

@@ -87,7 +87,7 @@ export interface ResolvedSplitPolicyOptions {
 }
 
 /** Defaults of {@link SplitPolicyOptions}. */
-export const DEFAULT_SPLIT_POLICY_OPTIONS = Object.freeze({
+export const DEFAULT_SPLIT_POLICY_OPTIONS = /* @__PURE__ */ Object.freeze({
   otherFields: 'shadow' as Route,
   telemetryTopic: 'my/things/{thingName}/state',
   deadband: 0,

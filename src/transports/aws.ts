@@ -30,11 +30,21 @@ export interface AwsTransportOptions {
    * @defaultValue true
    */
   validateResponses?: boolean;
+  /**
+   * Accept an `IoTDataPlaneClient` that retries on its own (`maxAttempts` above 1, the SDK's default is 3). Off by
+   * default: the update engine already retries conflicts, throttling and 5xx with full jitter under its own
+   * per-thing limiter, and the SDK's retries underneath would multiply its attempts, retry with the SDK's
+   * backoff and get past the limiter. Such a client is refused at the first request with a
+   * `ShadowOptionsError` telling how to create it (`maxAttempts: 1`).
+   * @defaultValue false
+   */
+  allowSdkRetries?: boolean;
 }
 
 /** Defaults of {@link AwsTransportOptions}. */
 export const AWS_TRANSPORT_DEFAULTS: Readonly<Required<AwsTransportOptions>> = Object.freeze({
   validateResponses: true,
+  allowSdkRetries: false,
 });
 
 /**
@@ -45,7 +55,9 @@ export const AWS_TRANSPORT_DEFAULTS: Readonly<Required<AwsTransportOptions>> = O
 export function resolveAwsTransportOptions(options: AwsTransportOptions = {}): Required<AwsTransportOptions> {
   for (const key of Object.keys(options)) {
     if (!(key in AWS_TRANSPORT_DEFAULTS)) {
-      throw new ShadowOptionsError(`awsTransport: unknown option '${key}' (known: validateResponses)`);
+      throw new ShadowOptionsError(
+        `awsTransport: unknown option '${key}' (known: ${Object.keys(AWS_TRANSPORT_DEFAULTS).join(', ')})`,
+      );
     }
   }
   const validateResponses = options.validateResponses ?? AWS_TRANSPORT_DEFAULTS.validateResponses;
@@ -54,7 +66,32 @@ export function resolveAwsTransportOptions(options: AwsTransportOptions = {}): R
       `awsTransport: validateResponses must be a boolean, got ${String(validateResponses)}`,
     );
   }
-  return { validateResponses };
+  const allowSdkRetries = options.allowSdkRetries ?? AWS_TRANSPORT_DEFAULTS.allowSdkRetries;
+  if (typeof allowSdkRetries !== 'boolean') {
+    throw new ShadowOptionsError(
+      `awsTransport: allowSdkRetries must be a boolean, got ${String(allowSdkRetries)}`,
+    );
+  }
+  return { validateResponses, allowSdkRetries };
+}
+
+/**
+ * How many attempts the client's own retry strategy makes per request, or `undefined` when it cannot tell
+ * (a client that is not an SDK v3 client, such as a test double). The strategy's provider wins over
+ * `maxAttempts`: a custom `retryStrategy` carries its own.
+ */
+export async function sdkMaxAttempts(client: unknown): Promise<number | undefined> {
+  type Provider = (() => unknown) | undefined;
+  const config = (client as { config?: { maxAttempts?: Provider; retryStrategy?: Provider } } | undefined)
+    ?.config;
+  try {
+    const strategy = (await config?.retryStrategy?.()) as { maxAttemptsProvider?: Provider } | undefined;
+    const attempts = await (strategy?.maxAttemptsProvider ?? config?.maxAttempts)?.();
+    return typeof attempts === 'number' ? attempts : undefined;
+  } catch {
+    // Not shaped like an SDK v3 client's configuration.
+    return undefined;
+  }
 }
 
 interface SdkErrorLike {
@@ -146,21 +183,31 @@ export function mapAwsError(error: unknown, target: ShadowTarget, expectedVersio
 const encoder = new TextEncoder();
 
 /**
- * Creates a transport over an AWS SDK v3 `IoTDataPlaneClient` (HTTP data plane). It never retries (the
- * client's own retry strategy still applies; the update engine adds conflict-aware retries on top) and
- * never closes the client it wraps.
+ * Creates a transport over an AWS SDK v3 `IoTDataPlaneClient` (HTTP data plane). It never retries (the update
+ * engine does, conflict-aware) and refuses a client that retries on its own unless `allowSdkRetries` is set;
+ * it never closes the client it wraps.
  *
- * @param client - a configured `IoTDataPlaneClient` (endpoint, region, credentials)
+ * @param client - a configured `IoTDataPlaneClient` (endpoint, region, credentials, `maxAttempts: 1`)
  * @param options - see {@link AwsTransportOptions}
- * @throws ShadowOptionsError for unknown or invalid options
+ * @throws ShadowOptionsError for unknown or invalid options; from the first request, for a client that retries
+ *   on its own
  * @example
  * ```ts
- * const transport = awsTransport(new IoTDataPlaneClient({ endpoint, region: 'us-east-1' }));
+ * const transport = awsTransport(new IoTDataPlaneClient({ endpoint, region: 'us-east-1', maxAttempts: 1 }));
  * const shadows = createShadowClient({ transport });
  * ```
  */
 export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOptions = {}): ShadowTransport {
-  const { validateResponses } = resolveAwsTransportOptions(options);
+  const { validateResponses, allowSdkRetries } = resolveAwsTransportOptions(options);
+  // Asked once, before the first request: the SDK resolves its configuration asynchronously.
+  let checked: Promise<void> | undefined;
+  const checkClient = () =>
+    (checked ??= sdkMaxAttempts(client).then((attempts) => {
+      if (allowSdkRetries || attempts === undefined || attempts <= 1) return;
+      throw new ShadowOptionsError(
+        `awsTransport: the IoTDataPlaneClient retries on its own (${attempts} attempts per request) under shadow-sync's retries: create it with maxAttempts: 1, or pass { allowSdkRetries: true }`,
+      );
+    }));
   const sendOptions = (call?: TransportCallOptions) =>
     call?.signal === undefined ? undefined : { abortSignal: call.signal };
   // The contract (and the MQTT transport) rejects an aborted call with the signal's reason; the SDK throws
@@ -173,6 +220,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
 
   return {
     async get(target, call) {
+      await checkClient();
       let payload: Uint8Array | undefined;
       try {
         ({ payload } = await client.send(new GetThingShadowCommand(names(target)), sendOptions(call)));
@@ -186,6 +234,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
     },
 
     async update(target, request: UpdateRequest, call) {
+      await checkClient();
       let payload: Uint8Array | undefined;
       try {
         ({ payload } = await client.send(
@@ -203,6 +252,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
     },
 
     async delete(target, call) {
+      await checkClient();
       let payload: Uint8Array | undefined;
       try {
         ({ payload } = await client.send(new DeleteThingShadowCommand(names(target)), sendOptions(call)));

@@ -221,7 +221,7 @@ function contextOf(target: ShadowTarget) {
  * @throws ShadowOptionsError for unknown keys or out-of-range values
  * @example
  * ```ts
- * const shadows = createShadowClient({ transport: awsTransport(new IoTDataPlaneClient({ endpoint, region })) });
+ * const shadows = createShadowClient({ transport: awsTransport(new IoTDataPlaneClient({ endpoint, region, maxAttempts: 1 })) });
  * const aircon = shadows.shadow('aircon-1');
  * await aircon.update((current) => ({ desired: { count: Number(current?.state.desired?.count ?? 0) + 1 } }));
  * await aircon.merge({ desired: { power: 'on' } });

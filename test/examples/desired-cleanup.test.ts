@@ -145,6 +145,7 @@ describe('desired-cleanup handler', () => {
   const client = new IoTDataPlaneClient({
     region: 'us-east-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+    maxAttempts: 1,
   });
   const mock = mockClient(client);
   afterEach(() => mock.reset());

@@ -82,6 +82,7 @@ describe('reminder-iterator', () => {
   const iot = new IoTDataPlaneClient({
     region: 'us-east-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+    maxAttempts: 1,
   });
   const mock = mockClient(iot);
   afterEach(() => mock.reset());

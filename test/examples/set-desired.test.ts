@@ -20,6 +20,7 @@ import { failure, getPayload, sentRequest, updatePayload } from './sdk-mock-payl
 const client = new IoTDataPlaneClient({
   region: 'us-east-1',
   credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+  maxAttempts: 1,
 });
 const mock = mockClient(client);
 afterEach(() => mock.reset());

@@ -34,7 +34,13 @@ const expected: Record<string, string[]> = {
     'resolveDeviceAgentOptions',
     'createTelemetryBuffer',
   ],
-  './emulator': ['startShadowService', 'createShadowEngine', 'startMqttFront', 'openJournal'],
+  './emulator': [
+    'startShadowService',
+    'createShadowEngine',
+    'startMqttFront',
+    'openJournal',
+    'inProcessRequestHandler',
+  ],
 };
 
 describe('built package', () => {

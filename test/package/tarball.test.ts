@@ -6,6 +6,7 @@
  * - with the peers an app brings (AWS SDK, mqtt) linked in: errors thrown through EVERY entry point, from ES
  *   modules and from CommonJS, are `instanceof` the classes `shadow-sync` exports;
  * - a TypeScript consumer type-checks under moduleResolution node10, node16 (ESM and CJS files) and bundler;
+ * - the README's quick start runs as written;
  * - an esbuild Lambda bundle made from the installed package stays in budget and loads as CommonJS.
  * Needs `dist/` (`npm test` builds first) and the npm registry or cache for the runtime dependencies.
  */
@@ -15,6 +16,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -193,6 +195,18 @@ describe('the packed tarball installed alone', () => {
         expect(result.stdout).toBe('');
       }, 90_000);
     }
+
+    it("the README's quick start runs as written against the installed package", async () => {
+      const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+      const quickStart = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)]
+        .map((match) => match[1] as string)
+        .find((code) => code.includes('startShadowService()'));
+      expect(quickStart).toBeDefined();
+      // It has no type annotations: as an .mjs file it is exactly what `npx tsx quick-start.mts` runs.
+      writeFileSync(join(app, 'quick-start.mjs'), quickStart as string);
+      const { stdout } = await run(process.execPath, ['quick-start.mjs'], { cwd: app, env, timeout: 30_000 });
+      expect(stdout.trim()).toBe("2 { count: 1, power: 'on' }");
+    }, 60_000);
 
     it('an esbuild Lambda bundle of the installed package stays in budget and loads as CommonJS', async () => {
       const sizes = (await measureLambdaBundle(app)) as Record<'esm' | 'cjs', number>;

@@ -27,6 +27,7 @@ import { awsTransport, mapAwsError } from '../../src/transports/aws.js';
 const client = new IoTDataPlaneClient({
   region: 'us-east-1',
   credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+  maxAttempts: 1,
 });
 const mock = mockClient(client);
 afterEach(() => mock.reset());

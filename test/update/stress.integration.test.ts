@@ -52,6 +52,7 @@ function httpTransport(): ShadowTransport {
     endpoint: service.httpEndpoint,
     region: 'us-east-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+    maxAttempts: 1,
     requestHandler: { httpAgent: agent },
   });
   cleanups.push(() => {
