@@ -47,29 +47,32 @@ function nest(segments: readonly string[], value: JsonValue): JsonObject {
   return out as JsonObject;
 }
 
-/**
- * Creates the splitter of one agent.
- *
- * @param settings - see {@link ReportSplitterSettings}
- */
-export function createReportSplitter(settings: ReportSplitterSettings): ReportSplitter {
-  const { policy, timers } = settings;
-  const lastReportedAt: Record<string, number> = {};
-  const withheld = new Map<string, { segments: string[]; value: JsonValue }>();
-  let checkTimer: unknown;
-  let checkAt = Number.POSITIVE_INFINITY;
-  let closed = false;
+/** A class: every agent holds one, and prototype methods cost nothing per instance where closures would. */
+class Splitter implements ReportSplitter {
+  private readonly lastReportedAt: Record<string, number> = {};
+  private readonly withheld = new Map<string, { segments: string[]; value: JsonValue }>();
+  private checkTimer: unknown;
+  private checkAt = Number.POSITIVE_INFINITY;
+  private closed = false;
 
-  function split(values: JsonObject): SplitResult {
+  constructor(private readonly settings: ReportSplitterSettings) {}
+
+  split(values: JsonObject): SplitResult {
+    const { settings, lastReportedAt } = this;
     const now = settings.now();
-    const result = policy.split(values, { lastReported: settings.lastReported(), lastReportedAt, now });
+    const result = settings.policy.split(values, {
+      lastReported: settings.lastReported(),
+      lastReportedAt,
+      now,
+    });
     if (result.shadow !== undefined) settings.onShadow(result.shadow);
     for (const path of result.reportedPaths) lastReportedAt[path] = now;
-    track(values, result);
+    this.track(values, result);
     return result;
   }
 
-  function track(values: JsonObject, result: SplitResult): void {
+  private track(values: JsonObject, result: SplitResult): void {
+    const { withheld, settings } = this;
     for (const [path, entry] of withheld) {
       if (pathValue(values, entry.segments) !== undefined) withheld.delete(path);
     }
@@ -79,35 +82,42 @@ export function createReportSplitter(settings: ReportSplitterSettings): ReportSp
       // A copy: the caller may reuse its values object.
       if (value !== undefined) withheld.set(path, { segments, value: structuredClone(value) });
     }
-    if (result.nextCheckAt !== undefined && result.nextCheckAt < checkAt) {
-      checkAt = result.nextCheckAt;
-      if (checkTimer !== undefined) timers.clearTimer(checkTimer);
+    if (result.nextCheckAt !== undefined && result.nextCheckAt < this.checkAt) {
+      this.checkAt = result.nextCheckAt;
+      if (this.checkTimer !== undefined) settings.timers.clearTimer(this.checkTimer);
       // Clamped: a longer delay would fire after 1 ms, and the re-check would re-arm it in a busy loop. A
       // re-check that comes early finds the value still held back and arms the timer again.
-      checkTimer = timers.setTimer(
-        recheck,
-        Math.min(MAX_TIMER_DELAY_MS, Math.max(0, checkAt - settings.now())),
+      this.checkTimer = settings.timers.setTimer(
+        () => this.recheck(),
+        Math.min(MAX_TIMER_DELAY_MS, Math.max(0, this.checkAt - settings.now())),
       );
     }
   }
 
-  function recheck(): void {
-    checkTimer = undefined;
-    checkAt = Number.POSITIVE_INFINITY;
-    if (closed || withheld.size === 0) return;
+  private recheck(): void {
+    this.checkTimer = undefined;
+    this.checkAt = Number.POSITIVE_INFINITY;
+    if (this.closed || this.withheld.size === 0) return;
     let values: JsonObject | undefined;
-    for (const entry of withheld.values()) values = mergeSection(values, nest(entry.segments, entry.value));
+    for (const entry of this.withheld.values())
+      values = mergeSection(values, nest(entry.segments, entry.value));
     if (values === undefined) return;
-    split(values);
-    settings.onRechecked();
+    this.split(values);
+    this.settings.onRechecked();
   }
 
-  return {
-    split,
-    close() {
-      closed = true;
-      if (checkTimer !== undefined) timers.clearTimer(checkTimer);
-      checkTimer = undefined;
-    },
-  };
+  close(): void {
+    this.closed = true;
+    if (this.checkTimer !== undefined) this.settings.timers.clearTimer(this.checkTimer);
+    this.checkTimer = undefined;
+  }
+}
+
+/**
+ * Creates the splitter of one agent.
+ *
+ * @param settings - see {@link ReportSplitterSettings}
+ */
+export function createReportSplitter(settings: ReportSplitterSettings): ReportSplitter {
+  return new Splitter(settings);
 }
