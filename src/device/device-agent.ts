@@ -382,7 +382,10 @@ export async function createDeviceAgent<D = JsonObject>(
         emit('error', effect.error, { kind: effect.kind });
         return;
       case 'fail-pending':
-        session.failPending('the connection was lost');
+        // The agent's clients connect with a clean session: its subscriptions went with the connection, and
+        // the next connect subscribes again before reading (mqtt.js re-subscribes by itself only when it
+        // reconnects on its own).
+        session.connectionLost('the connection was lost');
         return;
       case 'flush-telemetry':
         flushTelemetry();

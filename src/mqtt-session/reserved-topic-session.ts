@@ -121,6 +121,12 @@ export interface ReservedTopicSession {
   subscribe(target: ShadowTarget): Promise<void>;
   /** Rejects every request in flight with a `ShadowTransportError` naming `reason` (the connection is gone). */
   failPending(reason: string): void;
+  /**
+   * The connection was lost and its session with it (clean session): fails what is pending like
+   * {@link ReservedTopicSession.failPending} and forgets the subscriptions, so the next
+   * {@link ReservedTopicSession.subscribe} or request subscribes again.
+   */
+  connectionLost(reason: string): void;
   /** Filters the session holds at the broker (subscribed, being subscribed or unsubscribed). */
   subscriptionCount(): number;
   /**
@@ -424,6 +430,11 @@ class Session implements ReservedTopicSession {
     for (const entry of [...this.pending.values()]) {
       entry.settle({ error: transportError(entry.target, `${entry.operation} request failed: ${reason}`) });
     }
+  }
+
+  connectionLost(reason: string): void {
+    this.failPending(reason);
+    this.pool.reset();
   }
 
   subscriptionCount(): number {

@@ -46,6 +46,11 @@ export interface SubscriptionPool {
   covers(target: ShadowTarget): boolean;
   /** Filters subscribed, being subscribed or being unsubscribed (what the broker may count). */
   filterCount(): number;
+  /**
+   * The connection was lost without a persistent session: the broker dropped every filter, so each shadow is
+   * subscribed again on its next acquisition.
+   */
+  reset(): void;
   /** Refuses new acquisitions, rejects waiting ones with `reason` and unsubscribes every filter the pool holds. */
   close(reason: Error, connected: boolean): Promise<void>;
 }
@@ -235,6 +240,12 @@ class Pool implements SubscriptionPool {
 
   filterCount(): number {
     return this.used;
+  }
+
+  reset(): void {
+    this.entries.clear();
+    this.used = 0;
+    this.pump();
   }
 
   async close(reason: Error, connected: boolean): Promise<void> {
