@@ -19,7 +19,6 @@ import type {
   UpdateAcceptedBody,
 } from '../core/document.js';
 import { jsonEqual } from '../core/json-equal.js';
-import { isJsonObject } from '../core/json-value.js';
 import { mergeSection } from '../core/merge.js';
 import { checkWithSchema } from '../core/schemas.js';
 import type { ShadowTopicSuffix } from '../core/topics.js';
@@ -39,10 +38,10 @@ import { fullJitterDelay } from '../update/retry-policy.js';
 import {
   type DeltaContext,
   type DeviceAgentOptions,
-  MAX_TIMER_DELAY_MS,
   type ResolvedDeviceAgentOptions,
   resolveDeviceAgentOptions,
 } from './device-agent-options.js';
+import { createReportSplitter } from './report-splitter.js';
 import { createReportedIntent } from './reported-intent.js';
 import {
   INITIAL_SYNC_STATE,
@@ -192,21 +191,6 @@ function copy<T>(value: T): T {
   return value === undefined ? value : structuredClone(value);
 }
 
-function pathValue(root: JsonObject, segments: readonly string[]): JsonValue | undefined {
-  let node: JsonValue | undefined = root;
-  for (const segment of segments) {
-    if (!isJsonObject(node) || !Object.hasOwn(node, segment)) return undefined;
-    node = node[segment];
-  }
-  return node;
-}
-
-function nest(segments: readonly string[], value: JsonValue): JsonObject {
-  let out: JsonValue = value;
-  for (let i = segments.length - 1; i >= 0; i--) out = { [segments[i] as string]: out };
-  return out as JsonObject;
-}
-
 /**
  * Starts a device agent: connects (or uses your client), subscribes to the shadow's response topics before
  * publishing anything, reads the shadow and reconciles with its delta, then follows deltas.
@@ -262,6 +246,18 @@ export async function createDeviceAgent<D = JsonObject>(
     telemetryPublished: 0,
   };
   const telemetry = createTelemetryBuffer<string>(o.telemetryBufferSize);
+  const intent = createReportedIntent();
+  const splitter = createReportSplitter({
+    policy: o.policy,
+    now: o.clock,
+    timers: o.timers,
+    lastReported: () => intent.wanted,
+    onShadow: (patch) => {
+      intent.change(patch);
+      idleAnnounced = false;
+    },
+    onRechecked: () => pump(),
+  });
 
   // Connection, reading and ordering: the pure machine's state (see sync-machine.ts), changed only by `dispatch`.
   // Its `link` is what the agent knows ('connect' seen, no 'close'/'offline' since), not `client.connected`:
@@ -270,7 +266,6 @@ export async function createDeviceAgent<D = JsonObject>(
   let retryTimer: unknown; // the backoff of a failed read
   // `reported` as last read or acknowledged, the device's intended `reported`, and what the device applied.
   let confirmed: JsonObject | undefined;
-  const intent = createReportedIntent();
   let applied: JsonObject | undefined;
   let inFlight = false;
   // After the service refused an update of several leaves: send that many leaves one per update, so only the
@@ -288,10 +283,6 @@ export async function createDeviceAgent<D = JsonObject>(
   let failure: { state: JsonObject; attempts: number; final: boolean } | undefined;
   let handlerRetryTimer: unknown;
   // Gated values the policy held back, and when to look at them again.
-  const lastReportedAt: Record<string, number> = {};
-  const withheld = new Map<string, { segments: string[]; value: JsonValue }>();
-  let checkTimer: unknown;
-  let checkAt = Number.POSITIVE_INFINITY;
   let resyncTimer: unknown;
   let idleAnnounced = false;
   const syncWaiters: { resolve: (event: SyncedEvent) => void; reject: (error: unknown) => void }[] = [];
@@ -392,7 +383,10 @@ export async function createDeviceAgent<D = JsonObject>(
         emit('error', effect.error, { kind: effect.kind });
         return;
       case 'fail-pending':
-        session.failPending('the connection was lost');
+        // The agent's clients connect with a clean session: its subscriptions went with the connection, and
+        // the next connect subscribes again before reading (mqtt.js re-subscribes by itself only when it
+        // reconnects on its own).
+        session.connectionLost('the connection was lost');
         return;
       case 'flush-telemetry':
         flushTelemetry();
@@ -663,53 +657,6 @@ export async function createDeviceAgent<D = JsonObject>(
     for (const payload of telemetry.drain()) publishTelemetry(payload);
   }
 
-  // ---- the policy's held-back values --------------------------------------------------------------------------
-
-  function applySplit(result: SplitResult, now: number): void {
-    if (result.shadow !== undefined) {
-      intent.change(result.shadow);
-      idleAnnounced = false;
-    }
-    for (const path of result.reportedPaths) lastReportedAt[path] = now;
-  }
-
-  function trackWithheld(values: JsonObject, result: SplitResult): void {
-    for (const [path, entry] of withheld) {
-      if (pathValue(values, entry.segments) !== undefined) withheld.delete(path);
-    }
-    for (const path of result.withheldPaths) {
-      const segments = path.split('.');
-      const value = pathValue(values, segments);
-      // A copy: the caller may reuse its values object.
-      if (value !== undefined) withheld.set(path, { segments, value: structuredClone(value) });
-    }
-    if (result.nextCheckAt !== undefined && result.nextCheckAt < checkAt) {
-      checkAt = result.nextCheckAt;
-      if (checkTimer !== undefined) timers.clearTimer(checkTimer);
-      // Clamped: a longer delay would fire after 1 ms, and the re-check would re-arm it in a busy loop. A
-      // re-check that comes early finds the value still held back and arms the timer again.
-      checkTimer = timers.setTimer(
-        recheckWithheld,
-        Math.min(MAX_TIMER_DELAY_MS, Math.max(0, checkAt - o.clock())),
-      );
-    }
-  }
-
-  /** Splits the held-back values again when they become due, so no change waits past its interval. */
-  function recheckWithheld(): void {
-    checkTimer = undefined;
-    checkAt = Number.POSITIVE_INFINITY;
-    if (machine.closed || withheld.size === 0) return;
-    let values: JsonObject | undefined;
-    for (const entry of withheld.values()) values = mergeSection(values, nest(entry.segments, entry.value));
-    if (values === undefined) return;
-    const now = o.clock();
-    const result = o.policy.split(values, { lastReported: intent.wanted, lastReportedAt, now });
-    applySplit(result, now);
-    trackWithheld(values, result);
-    pump();
-  }
-
   // ---- connection ---------------------------------------------------------------------------------------------
 
   function onConnect(): void {
@@ -746,9 +693,7 @@ export async function createDeviceAgent<D = JsonObject>(
       if (machine.closed)
         throw new ShadowTransportError(`the device agent of thing '${o.thingName}' is closed`, target);
       const now = o.clock();
-      const result = o.policy.split(values, { lastReported: intent.wanted, lastReportedAt, now });
-      applySplit(result, now);
-      trackWithheld(values, result);
+      const result = splitter.split(values);
       if (result.telemetry !== undefined) {
         const payload = JSON.stringify({ state: result.telemetry, timestamp: now });
         if (machine.link !== 'down') publishTelemetry(payload);
@@ -792,7 +737,8 @@ export async function createDeviceAgent<D = JsonObject>(
     async close() {
       if (machine.closed) return;
       dispatch({ type: 'close' });
-      for (const timer of [reportTimer, handlerRetryTimer, checkTimer, resyncTimer])
+      splitter.close();
+      for (const timer of [reportTimer, handlerRetryTimer, resyncTimer])
         if (timer !== undefined) timers.clearTimer(timer);
       client.removeListener('connect', onConnectListener);
       client.removeListener('close', onDisconnect);

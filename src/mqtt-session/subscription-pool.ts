@@ -46,6 +46,11 @@ export interface SubscriptionPool {
   covers(target: ShadowTarget): boolean;
   /** Filters subscribed, being subscribed or being unsubscribed (what the broker may count). */
   filterCount(): number;
+  /**
+   * The connection was lost without a persistent session: the broker dropped every filter, so each shadow is
+   * subscribed again on its next acquisition.
+   */
+  reset(): void;
   /** Refuses new acquisitions, rejects waiting ones with `reason` and unsubscribes every filter the pool holds. */
   close(reason: Error, connected: boolean): Promise<void>;
 }
@@ -75,80 +80,80 @@ function shadowKey(target: ShadowTarget): string {
 const WILDCARD_CLASSIC: ShadowTarget = { thingName: '+' };
 const WILDCARD_NAMED: ShadowTarget = { thingName: '+', shadowName: '+' };
 
+type PoolClient = SubscribingClient & { unsubscribeAsync(topics: string[]): Promise<unknown> };
+
 /**
- * Creates the pool over an mqtt.js client.
- *
- * @param client - the connection (only `subscribeAsync` and `unsubscribeAsync` are used)
- * @param settings - mode, suffixes, QoS and the quotas
+ * The pool as a class: a fleet of 10,000 device agents holds 10,000 pools, and methods on a prototype cost
+ * nothing per instance where a closure per function would.
  */
-export function createSubscriptionPool(
-  client: SubscribingClient & { unsubscribeAsync(topics: string[]): Promise<unknown> },
-  settings: SubscriptionPoolSettings,
-): SubscriptionPool {
-  const { mode, suffixes, qos, maxSubscriptions, maxFiltersPerSubscribe } = settings;
+class Pool implements SubscriptionPool {
   // Insertion order is recency: an acquisition moves its entry to the end, eviction starts at the front.
-  const entries = new Map<string, Entry>();
-  const waiters: Waiter[] = [];
-  let used = 0;
-  let closed: Error | undefined;
+  private readonly entries = new Map<string, Entry>();
+  private readonly waiters: Waiter[] = [];
+  private used = 0;
+  private closed: Error | undefined;
 
-  const groupOf = (target: ShadowTarget): { key: string; target: ShadowTarget } =>
-    mode === 'wildcard'
-      ? target.shadowName === undefined
-        ? { key: '+', target: WILDCARD_CLASSIC }
-        : { key: '+/+', target: WILDCARD_NAMED }
-      : { key: shadowKey(target), target };
+  constructor(
+    private readonly client: PoolClient,
+    private readonly settings: SubscriptionPoolSettings,
+  ) {}
 
-  function touch(key: string, entry: Entry): void {
-    entries.delete(key);
-    entries.set(key, entry);
+  private groupOf(target: ShadowTarget): { key: string; target: ShadowTarget } {
+    if (this.settings.mode !== 'wildcard') return { key: shadowKey(target), target };
+    return target.shadowName === undefined
+      ? { key: '+', target: WILDCARD_CLASSIC }
+      : { key: '+/+', target: WILDCARD_NAMED };
   }
 
-  function forget(key: string, entry: Entry): void {
-    if (entries.get(key) === entry) entries.delete(key);
-    used -= entry.filters.length;
-    pump();
+  private touch(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    this.entries.set(key, entry);
   }
 
-  function unsubscribe(key: string, entry: Entry): void {
+  private forget(key: string, entry: Entry): void {
+    if (this.entries.get(key) === entry) this.entries.delete(key);
+    this.used -= entry.filters.length;
+    this.pump();
+  }
+
+  private unsubscribe(key: string, entry: Entry): void {
     entry.state = 'unsubscribing';
-    client.unsubscribeAsync([...entry.filters]).then(
-      () => forget(key, entry),
-      // The UNSUBSCRIBE never reached the broker (the connection ended): the broker dropped the filters
-      // with the session, or keeps them in a persistent one; either way the pool stops counting on them.
-      () => forget(key, entry),
-    );
+    const done = () => this.forget(key, entry);
+    // On failure the UNSUBSCRIBE never reached the broker (the connection ended): the broker dropped the
+    // filters with the session, or keeps them in a persistent one; either way the pool stops counting on them.
+    this.client.unsubscribeAsync([...entry.filters]).then(done, done);
   }
 
-  function subscribe(key: string, target: ShadowTarget): Entry {
+  private subscribe(key: string, target: ShadowTarget): Entry {
+    const { suffixes, qos, maxFiltersPerSubscribe } = this.settings;
     const filters = suffixes.map((suffix) => shadowTopic(target, suffix));
     const entry: Entry = { target, filters, state: 'subscribing', holders: 0, ready: Promise.resolve() };
-    used += filters.length;
-    entries.set(key, entry);
-    entry.ready = subscribeFilters(client, filters, qos, maxFiltersPerSubscribe).then(
+    this.used += filters.length;
+    this.entries.set(key, entry);
+    entry.ready = subscribeFilters(this.client, filters, qos, maxFiltersPerSubscribe).then(
       () => {
         if (entry.state === 'subscribing') entry.state = 'live';
       },
       (error: unknown) => {
         // Some filters may have been granted: release them all, so that what the broker counts stays known.
-        if (entry.state === 'subscribing') unsubscribe(key, entry);
+        if (entry.state === 'subscribing') this.unsubscribe(key, entry);
         throw error;
       },
     );
     // Holders see the failure through their own await; this one only keeps it from being unhandled.
-    entry.ready.catch(() => undefined);
+    entry.ready.catch(ignore);
     return entry;
   }
 
   /** Starts unsubscribing idle shadows, least recently used first, when that frees `needed` filters. */
-  function evictFor(needed: number): void {
+  private evictFor(needed: number): void {
     let freeing = 0;
-    for (const entry of entries.values())
+    for (const entry of this.entries.values())
       if (entry.state === 'unsubscribing') freeing += entry.filters.length;
     if (freeing >= needed) return;
     const idle: [string, Entry][] = [];
     let idleFilters = 0;
-    for (const [key, entry] of entries) {
+    for (const [key, entry] of this.entries) {
       if (freeing + idleFilters >= needed) break;
       if (entry.state === 'live' && entry.holders === 0) {
         idle.push([key, entry]);
@@ -157,95 +162,121 @@ export function createSubscriptionPool(
     }
     if (freeing + idleFilters < needed) return; // every shadow is busy: wait for a release
     for (const [key, entry] of idle) {
-      settings.onReleased?.(entry.target);
-      unsubscribe(key, entry);
+      this.settings.onReleased?.(entry.target);
+      this.unsubscribe(key, entry);
     }
   }
 
-  function attach(waiter: Waiter, entry: Entry): void {
-    entry.holders++;
-    entry.ready.then(waiter.resolve, waiter.reject);
-  }
-
   /** Serves waiting acquisitions in order; the first that finds no room stops the others (no starvation). */
-  function pump(): void {
-    while (waiters.length > 0 && closed === undefined) {
-      const waiter = waiters[0] as Waiter;
-      const existing = entries.get(waiter.key);
+  private pump(): void {
+    const { suffixes, maxSubscriptions } = this.settings;
+    while (this.waiters.length > 0 && this.closed === undefined) {
+      const waiter = this.waiters[0] as Waiter;
+      const existing = this.entries.get(waiter.key);
       if (existing !== undefined && existing.state !== 'unsubscribing') {
-        waiters.shift();
-        touch(waiter.key, existing);
+        this.waiters.shift();
+        this.touch(waiter.key, existing);
         attach(waiter, existing);
         continue;
       }
       if (existing !== undefined) return; // resubscribed once its UNSUBACK came
-      const needed = suffixes.length - (maxSubscriptions - used);
+      const needed = suffixes.length - (maxSubscriptions - this.used);
       if (needed > 0) {
-        evictFor(needed);
+        this.evictFor(needed);
         return;
       }
-      waiters.shift();
-      attach(waiter, subscribe(waiter.key, waiter.target));
+      this.waiters.shift();
+      attach(waiter, this.subscribe(waiter.key, waiter.target));
     }
   }
 
-  return {
-    acquire(target, signal) {
-      if (closed !== undefined) return Promise.reject(closed);
-      if (signal?.aborted) return Promise.reject(signal.reason);
-      const group = groupOf(target);
-      const existing = entries.get(group.key);
-      // A shadow already subscribed is served at once, whoever waits for room.
-      if (existing !== undefined && existing.state !== 'unsubscribing') {
-        touch(group.key, existing);
-        existing.holders++;
-        return existing.ready;
-      }
-      return new Promise<void>((resolve, reject) => {
-        const onAbort = () => {
-          const index = waiters.indexOf(waiter);
-          if (index < 0) return;
-          waiters.splice(index, 1);
-          reject(signal?.reason);
-          pump();
-        };
-        const waiter: Waiter = {
-          ...group,
-          resolve: () => {
-            signal?.removeEventListener('abort', onAbort);
-            resolve();
-          },
-          reject: (error) => {
-            signal?.removeEventListener('abort', onAbort);
-            reject(error);
-          },
-        };
-        signal?.addEventListener('abort', onAbort, { once: true });
-        waiters.push(waiter);
-        pump();
-      });
-    },
-    release(target) {
-      const entry = entries.get(groupOf(target).key);
-      if (entry === undefined || entry.holders === 0) return;
-      entry.holders--;
-      if (entry.holders === 0 && waiters.length > 0) pump();
-    },
-    covers(target) {
-      const entry = entries.get(groupOf(target).key);
-      return entry !== undefined && entry.state !== 'unsubscribing';
-    },
-    filterCount: () => used,
-    async close(reason, connected) {
-      if (closed !== undefined) return;
-      closed = reason;
-      for (const waiter of waiters.splice(0)) waiter.reject(reason);
-      const filters = [...entries.values()]
-        .filter((entry) => entry.state !== 'unsubscribing')
-        .flatMap((entry) => entry.filters);
-      entries.clear();
-      used = 0;
-      if (filters.length > 0 && connected) await client.unsubscribeAsync(filters).catch(() => undefined);
-    },
-  };
+  acquire(target: ShadowTarget, signal?: AbortSignal): Promise<void> {
+    if (this.closed !== undefined) return Promise.reject(this.closed);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const group = this.groupOf(target);
+    const existing = this.entries.get(group.key);
+    // A shadow already subscribed is served at once, whoever waits for room.
+    if (existing !== undefined && existing.state !== 'unsubscribing') {
+      this.touch(group.key, existing);
+      existing.holders++;
+      return existing.ready;
+    }
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const index = this.waiters.indexOf(waiter);
+        if (index < 0) return;
+        this.waiters.splice(index, 1);
+        reject(signal?.reason);
+        this.pump();
+      };
+      const waiter: Waiter = {
+        ...group,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+      this.pump();
+    });
+  }
+
+  release(target: ShadowTarget): void {
+    const entry = this.entries.get(this.groupOf(target).key);
+    if (entry === undefined || entry.holders === 0) return;
+    entry.holders--;
+    if (entry.holders === 0 && this.waiters.length > 0) this.pump();
+  }
+
+  covers(target: ShadowTarget): boolean {
+    const entry = this.entries.get(this.groupOf(target).key);
+    return entry !== undefined && entry.state !== 'unsubscribing';
+  }
+
+  filterCount(): number {
+    return this.used;
+  }
+
+  reset(): void {
+    this.entries.clear();
+    this.used = 0;
+    this.pump();
+  }
+
+  async close(reason: Error, connected: boolean): Promise<void> {
+    if (this.closed !== undefined) return;
+    this.closed = reason;
+    for (const waiter of this.waiters.splice(0)) waiter.reject(reason);
+    const filters = [...this.entries.values()]
+      .filter((entry) => entry.state !== 'unsubscribing')
+      .flatMap((entry) => entry.filters);
+    this.entries.clear();
+    this.used = 0;
+    if (filters.length > 0 && connected) await this.client.unsubscribeAsync(filters).catch(ignore);
+  }
+}
+
+const ignore = () => undefined;
+
+function attach(waiter: Waiter, entry: Entry): void {
+  entry.holders++;
+  entry.ready.then(waiter.resolve, waiter.reject);
+}
+
+/**
+ * Creates the pool over an mqtt.js client.
+ *
+ * @param client - the connection (only `subscribeAsync` and `unsubscribeAsync` are used)
+ * @param settings - mode, suffixes, QoS and the quotas
+ */
+export function createSubscriptionPool(
+  client: PoolClient,
+  settings: SubscriptionPoolSettings,
+): SubscriptionPool {
+  return new Pool(client, settings);
 }

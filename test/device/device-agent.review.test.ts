@@ -59,6 +59,28 @@ describe('device agent review: reconnect while a failed read waits to retry', ()
   });
 });
 
+describe('device agent review: subscriptions after a reconnect the client does not make by itself', () => {
+  it('subscribes again on the new connection (the broker dropped the clean session), so deltas still arrive', async () => {
+    // reconnectPeriod 0: mqtt.js neither reconnects nor re-subscribes by itself; the application reconnects.
+    const client = await mqttClient(service.mqttUrl, 'lamp-manual');
+    clients.push(client);
+    const agent = await createDeviceAgent({
+      thingName: 'lamp-manual',
+      mqtt: client,
+      onDelta: (delta) => delta,
+    });
+    agents.push(agent);
+    await agent.whenSynced();
+    (client.stream as { destroy(): void }).destroy();
+    await waitFor(() => !agent.status().connected && !client.connected, 'the agent notices');
+    client.reconnect();
+    await waitFor(() => agent.status().connected, 'the agent reconnected');
+    await agent.whenSynced();
+    await writeDesired(sdk, 'lamp-manual', { power: 'on' }); // reaches the device only as an update/delta
+    await waitFor(() => agent.applied()?.power === 'on', 'the delta applied');
+  });
+});
+
 describe('device agent review: telemetry order across a reconnect', () => {
   it('publishes telemetry buffered offline before telemetry reported once the link is back', async () => {
     const client = await mqttClient(service.mqttUrl, 'buoy', { reconnectPeriod: 50 });
