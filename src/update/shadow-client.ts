@@ -4,7 +4,7 @@
  * A versioned round: take the base document (one the engine or transport already knows when that is likely
  * current, see `base-chooser.ts`, else a read), run the callers' intents in call order (`planRound`), send
  * the minimal patch with `version`; on 409, take a newer known document or read again, and re-run the
- * intents. Retries go through p-retry with full jitter; 409s and 5xx are bounded by `maxAttempts`, 429s
+ * intents. Retries use full jitter on the injected clock; 409s and 5xx are bounded by `maxAttempts`, 429s
  * only by time (`retry-policy.ts`). Every request passes the per-thing limiter, whose rate adapts to the
  * service's 429s (`thing-limiter.ts`, `rate-adapter.ts`). A blind round (only `merge` calls) sends the
  * composed patch without `version` and cannot conflict.
