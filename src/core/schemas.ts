@@ -32,6 +32,7 @@ import type {
   UpdateAcceptedBody,
   UpdateRequest,
 } from './document.js';
+import { isJsonObject } from './json-value.js';
 
 /** A schema of this module: a Standard Schema whose input is any value and whose output is `T`. */
 export type MessageSchema<T> = StandardSchemaV1<unknown, T>;
@@ -62,9 +63,7 @@ function describe(value: unknown): string {
   return typeof value === 'number' ? String(value) : typeof value;
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+const isPlainObject: (value: unknown) => value is Record<string, unknown> = isJsonObject;
 
 const isNatural = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
 

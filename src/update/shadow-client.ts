@@ -19,7 +19,7 @@
  * Writes whose outcome is unknown (timeouts, connections lost) are not retried: repeating them could apply
  * an intent twice. 409 (versioned writes), 429 and 5xx are retried; other 4xx never.
  */
-import { applyUpdate } from '../core/apply-update.js';
+import { mergeUpdate } from '../core/apply-update.js';
 import type {
   JsonObject,
   ShadowTarget,
@@ -36,6 +36,7 @@ import {
   ShadowNotFoundError,
   ShadowOptionsError,
   ShadowThrottledError,
+  targetContext,
 } from '../errors.js';
 import type { KnownState, ShadowDocument, ShadowTransport } from '../transports/transport.js';
 import {
@@ -207,12 +208,7 @@ function targetKey(target: ShadowTarget): string {
   return target.shadowName === undefined ? target.thingName : `${target.thingName}/${target.shadowName}`;
 }
 
-function contextOf(target: ShadowTarget) {
-  return {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
-  };
-}
+const contextOf = targetContext;
 
 /**
  * Creates the update engine over a transport.
@@ -850,7 +846,7 @@ class Engine {
   ) {
     const now = this.settings.clock.now();
     const prior = base === undefined ? undefined : recordOf(base, now);
-    const predicted = applyUpdate(
+    const predicted = mergeUpdate(
       prior,
       { state: request.state },
       {
