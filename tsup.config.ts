@@ -40,8 +40,8 @@ export default defineConfig([
     // above all) lives in one shared chunk per format, so `instanceof` holds whichever entry threw. New files
     // under src/ are picked up through the entries' imports; no per-file list.
     // Dependencies and peer dependencies stay external (tsup's default); everything else an entry imports is
-    // bundled: p-retry (ESM only, so the CommonJS build loads with plain require()) and the local service's
-    // broker (aedes and its tree), so that an app that only updates shadows installs no broker.
+    // bundled: the local service's broker (aedes and its tree), so that an app that only updates shadows
+    // installs no broker.
     entry: {
       index: 'src/index.ts',
       aws: 'src/transports/aws.ts',

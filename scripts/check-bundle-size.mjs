@@ -8,8 +8,10 @@
 import { build } from 'esbuild';
 
 /** The budget, in bytes of minified output. */
-// Goal 40 KB (issue #11); 49 KB while the merged engine (adaptive rate, base chooser) and p-retry are trimmed.
-export const LAMBDA_BUNDLE_BUDGET_BYTES = 49_000;
+// Goal 40 KB (issue #11). Temporarily 42 KB: after the merged engine (adaptive rate, base chooser) the bundle
+// was 47.8 / 48.2 KB (ESM / CJS); trimmed to 41.4 / 41.9 KB so far (own retry loop instead of p-retry,
+// tree-shakeable schemas, no service body builders in the client). Lower this as the rest is trimmed.
+export const LAMBDA_BUNDLE_BUDGET_BYTES = 42_000;
 
 /** A Lambda that updates shadows, as an app writes it. */
 export const LAMBDA_SOURCE = `

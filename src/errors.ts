@@ -273,6 +273,21 @@ export function errorFromRejection(rejection: Rejection, context: ShadowErrorCon
   }
 }
 
+/**
+ * The error context naming a shadow: `thingName`, and `shadowName` for a named shadow (no `shadowName: undefined`
+ * key). One function for every module that builds errors, so that an app's bundle carries it once.
+ *
+ * @param target - the shadow
+ */
+export function targetContext(target: { thingName: string; shadowName?: string | undefined }): {
+  thingName: string;
+  shadowName?: string;
+} {
+  return target.shadowName === undefined
+    ? { thingName: target.thingName }
+    : { thingName: target.thingName, shadowName: target.shadowName };
+}
+
 /** `shadow 'name' of thing 'thing'` or `classic shadow of thing 'thing'`, for messages. */
 export function describeTarget(context: { thingName?: string; shadowName?: string }): string {
   const thing = context.thingName === undefined ? 'unknown thing' : `thing '${context.thingName}'`;

@@ -120,6 +120,67 @@ export function applyUpdate(
   request: unknown,
   options: ApplyOptions,
 ): ApplyUpdateResult {
+  const merged = mergeUpdate(prior, request, options);
+  if (!merged.ok) return merged;
+  const { shadow, patch, clientToken, timestamp, previous } = merged;
+  const { state, metadata, version } = shadow;
+  const accepted: UpdateAcceptedBody = {
+    state: patch,
+    metadata: acceptedMetadata(patch, timestamp),
+    version,
+    timestamp,
+  };
+  if (clientToken !== undefined) accepted.clientToken = clientToken;
+
+  const computed = computeDelta(state.desired, state.reported, metadata.desired);
+  let delta: DeltaBody | undefined;
+  if (computed !== undefined) {
+    delta = { version, timestamp, state: computed.state, metadata: computed.metadata };
+    if (clientToken !== undefined) delta.clientToken = clientToken;
+  }
+
+  const snapshot: DocumentSnapshot | null =
+    previous === undefined
+      ? null
+      : { state: previous.state, metadata: previous.metadata, version: previous.version };
+  const documents: DocumentsBody = { previous: snapshot, current: { state, metadata, version }, timestamp };
+  if (clientToken !== undefined) documents.clientToken = clientToken;
+
+  return { ok: true, shadow, accepted, delta, documents };
+}
+
+/** The outcome of {@link mergeUpdate}. */
+export type MergeUpdateResult =
+  | {
+      ok: true;
+      /** The document to store. */
+      shadow: StoredShadow;
+      /** The request's validated `state` (`null` deletes the document's state). */
+      patch: UpdateState | null;
+      /** The request's clientToken, when it has a valid one. */
+      clientToken: string | undefined;
+      /** The update's time, epoch seconds. */
+      timestamp: number;
+      /** The live shadow the update applied to, if any. */
+      previous: StoredShadow | undefined;
+    }
+  | { ok: false; rejection: Rejection };
+
+/**
+ * {@link applyUpdate} without the answer bodies: the same checks in the same order, the same rejections and
+ * the same resulting document. The update engine predicts documents with it, so that an app's bundle does
+ * not carry the service's body builders (issue #11); `applyUpdate` builds its bodies on top of it.
+ *
+ * @param prior - what is stored for the target: a shadow, a tombstone, or `undefined`
+ * @param request - the parsed request JSON; validated here
+ * @param options - target, clock and limits
+ * @throws {@link ShadowOptionsError} when `options.limits` is invalid or `options.now` is not a finite number
+ */
+export function mergeUpdate(
+  prior: ShadowRecord | undefined,
+  request: unknown,
+  options: ApplyOptions,
+): MergeUpdateResult {
   const { target, now } = options;
   if (typeof now !== 'number' || !Number.isFinite(now)) {
     throw new ShadowOptionsError(`applyUpdate: 'now' must be epoch milliseconds, got ${String(now)}`, target);
@@ -179,29 +240,8 @@ export function applyUpdate(
     };
   }
 
-  const version = base + 1;
-  const shadow: StoredShadow = { state, metadata, version };
-  const accepted: UpdateAcceptedBody = {
-    state: patch,
-    metadata: acceptedMetadata(patch, timestamp),
-    version,
-    timestamp,
-  };
-  if (clientToken !== undefined) accepted.clientToken = clientToken;
-
-  const computed = computeDelta(state.desired, state.reported, metadata.desired);
-  let delta: DeltaBody | undefined;
-  if (computed !== undefined) {
-    delta = { version, timestamp, state: computed.state, metadata: computed.metadata };
-    if (clientToken !== undefined) delta.clientToken = clientToken;
-  }
-
-  const previous: DocumentSnapshot | null =
-    live === undefined ? null : { state: live.state, metadata: live.metadata, version: live.version };
-  const documents: DocumentsBody = { previous, current: { state, metadata, version }, timestamp };
-  if (clientToken !== undefined) documents.clientToken = clientToken;
-
-  return { ok: true, shadow, accepted, delta, documents };
+  const shadow: StoredShadow = { state, metadata, version: base + 1 };
+  return { ok: true, shadow, patch, clientToken, timestamp, previous: live };
 }
 
 /** The `update/accepted` metadata: every leaf of the request stamped, `null`s included (spec 1.3). */

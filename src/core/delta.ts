@@ -1,5 +1,7 @@
 import type { JsonObject, JsonValue, MetadataNode, MetadataObject } from './document.js';
 import { jsonEqual } from './json-equal.js';
+// Sets an own key, including `__proto__`, which plain assignment would treat as the prototype.
+import { setOwn as setKey } from './json-value.js';
 
 /** The delta between desired and reported, and the desired-side metadata of its leaves. */
 export interface Delta {
@@ -77,11 +79,4 @@ function metadataFor(delta: JsonObject, metadata: MetadataObject): MetadataObjec
     setKey(out, key, isObjectValue && isObjectMetadata ? metadataFor(value, node as MetadataObject) : node);
   }
   return out;
-}
-
-/** Sets an own key, including `__proto__`, which plain assignment would treat as the prototype. */
-function setKey<T>(object: Record<string, T>, key: string, value: T): void {
-  if (key === '__proto__')
-    Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
-  else object[key] = value;
 }

@@ -1,5 +1,7 @@
 import type { JsonObject, JsonValue, ShadowState, UpdateState } from './document.js';
 import { jsonEqual } from './json-equal.js';
+// Sets an own key named `__proto__`, which plain assignment would treat as the prototype (shared helper).
+import { setOwn } from './json-value.js';
 
 const hasOwn = Object.hasOwn;
 
@@ -168,9 +170,4 @@ function hasKey(object: JsonObject, key: string): boolean {
   const value = object[key];
   if (value === undefined) return false;
   return (typeof value !== 'function' && key !== '__proto__') || hasOwn(object, key);
-}
-
-/** Sets an own key named `__proto__`, which plain assignment would treat as the prototype. */
-function setOwn(object: JsonObject, key: string, value: JsonValue): void {
-  Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
 }

@@ -15,19 +15,19 @@ export const STATUS_BY_ERROR_TYPE: Readonly<Record<ShadowErrorType, number>> = O
   ServiceUnavailableException: 503,
 });
 
-const ERROR_TYPE_BY_STATUS: ReadonlyMap<number, ShadowErrorType> = new Map(
-  Object.entries(STATUS_BY_ERROR_TYPE).map(([type, status]) => [status, type as ShadowErrorType]),
-);
-
 /**
  * The rejection an MQTT `rejected` body stands for. The body carries only the status number, so the REST
  * error type is the one the data plane uses for that status: an MQTT rejection then maps to the same typed
- * error as the HTTP one. An unknown status counts as `InternalFailureException`.
+ * error as the HTTP one. An unknown status counts as `InternalFailureException`. (Looked up per call, not
+ * through a module-level map: that map would be built, and kept, in every bundle, issue #11.)
  */
 export function rejectionFromBody(body: Pick<RejectedBody, 'code' | 'message'>): Rejection {
   return {
     code: body.code,
     message: body.message,
-    errorType: ERROR_TYPE_BY_STATUS.get(body.code) ?? 'InternalFailureException',
+    errorType:
+      (Object.keys(STATUS_BY_ERROR_TYPE) as ShadowErrorType[]).find(
+        (type) => STATUS_BY_ERROR_TYPE[type] === body.code,
+      ) ?? 'InternalFailureException',
   };
 }

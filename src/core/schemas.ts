@@ -32,6 +32,7 @@ import type {
   UpdateAcceptedBody,
   UpdateRequest,
 } from './document.js';
+import { isJsonObject } from './json-value.js';
 
 /** A schema of this module: a Standard Schema whose input is any value and whose output is `T`. */
 export type MessageSchema<T> = StandardSchemaV1<unknown, T>;
@@ -39,7 +40,10 @@ export type MessageSchema<T> = StandardSchemaV1<unknown, T>;
 /** Appends the problems of `value` (found at `path`) to `issues`. */
 type Check = (value: unknown, path: readonly (string | number)[], issues: ValidationIssue[]) => void;
 
-function schemaOf<T>(check: Check): MessageSchema<T> {
+// The builders below are marked free of side effects, so that a bundler drops every schema an app does not
+// use (the app-Lambda bundle, issue #11, needs only the answers of get, update and delete).
+
+/* @__NO_SIDE_EFFECTS__ */ function schemaOf<T>(check: Check): MessageSchema<T> {
   return {
     '~standard': {
       version: 1,
@@ -59,14 +63,12 @@ function describe(value: unknown): string {
   return typeof value === 'number' ? String(value) : typeof value;
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+const isPlainObject: (value: unknown) => value is Record<string, unknown> = isJsonObject;
 
 const isNatural = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
 
 /** A check of a single value: `test` says whether it is acceptable, `expected` what it should have been. */
-function simple(expected: string, test: (value: unknown) => boolean): Check {
+/* @__NO_SIDE_EFFECTS__ */ function simple(expected: string, test: (value: unknown) => boolean): Check {
   return (value, path, issues) => {
     if (!test(value))
       issues.push({ path: [...path], message: `expected ${expected}, got ${describe(value)}` });
@@ -118,14 +120,14 @@ const metadataObjectCheck: Check = (value, path, issues) => {
 };
 
 /** `check`, or `null`. */
-function nullable(check: Check): Check {
+/* @__NO_SIDE_EFFECTS__ */ function nullable(check: Check): Check {
   return (value, path, issues) => {
     if (value !== null) check(value, path, issues);
   };
 }
 
 /** Either check, reporting the first's issues when both fail. */
-function either(first: Check, second: Check): Check {
+/* @__NO_SIDE_EFFECTS__ */ function either(first: Check, second: Check): Check {
   return (value, path, issues) => {
     const firstIssues: ValidationIssue[] = [];
     first(value, path, firstIssues);
@@ -139,12 +141,12 @@ function either(first: Check, second: Check): Check {
 const OPTIONAL = Symbol('optional');
 type Field = Check | { [OPTIONAL]: Check };
 /** A key that may be absent; when present it must pass `check` (`undefined` is not JSON: refused). */
-function optional(check: Check): Field {
+/* @__NO_SIDE_EFFECTS__ */ function optional(check: Check): Field {
   return { [OPTIONAL]: check };
 }
 
 /** An object with these keys; other keys are kept unchecked. */
-function looseObject(shape: Record<string, Field>): Check {
+/* @__NO_SIDE_EFFECTS__ */ function looseObject(shape: Record<string, Field>): Check {
   const fields = Object.entries(shape);
   return (value, path, issues) => {
     if (!isPlainObject(value)) return objectCheck(value, path, issues);

@@ -18,6 +18,7 @@ import {
   ShadowRejectedError,
   ShadowThrottledError,
   ShadowTransportError,
+  targetContext,
 } from '../errors.js';
 import { decodeResponseBody } from './response-decoder.js';
 import type { ShadowDocument, ShadowTransport, TransportCallOptions } from './transport.js';
@@ -147,8 +148,7 @@ export function mapAwsError(error: unknown, target: ShadowTarget, expectedVersio
   const name = typeof sdk.name === 'string' ? sdk.name : 'Error';
   const message = typeof sdk.message === 'string' ? sdk.message : String(error);
   const context = {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
+    ...targetContext(target),
     ...(expectedVersion === undefined ? {} : { expectedVersion }),
     cause: error,
   };
@@ -213,10 +213,7 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
   // The contract (and the MQTT transport) rejects an aborted call with the signal's reason; the SDK throws
   // its own AbortError, which carries no status and would otherwise read as a lost connection.
   const throwIfAborted = (call?: TransportCallOptions) => call?.signal?.throwIfAborted();
-  const names = (target: ShadowTarget) =>
-    target.shadowName === undefined
-      ? { thingName: target.thingName }
-      : { thingName: target.thingName, shadowName: target.shadowName };
+  const names = targetContext;
 
   return {
     async get(target, call) {

@@ -6,38 +6,33 @@
 
 import type {
   DeleteAcceptedBody,
-  DocumentsBody,
   GetAcceptedBody,
-  RejectedBody,
   ShadowTarget,
   UpdateAcceptedBody,
 } from '../core/document.js';
 import {
   deleteAcceptedBodySchema,
-  documentsBodySchema,
   getAcceptedBodySchema,
   type MessageSchema,
   parseWithSchema,
-  rejectedBodySchema,
   updateAcceptedBodySchema,
 } from '../core/schemas.js';
-import { describeTarget, ShadowTransportError } from '../errors.js';
+import { describeTarget, ShadowTransportError, targetContext } from '../errors.js';
 
-/** The kinds of answer a transport decodes, with their body types. */
+/**
+ * The kinds of answer a transport decodes, with their body types. Only the answers the AWS transport reads:
+ * every schema listed here is kept in an app's bundle (issue #11 budget), used or not.
+ */
 export interface ResponseBodies {
   get: GetAcceptedBody;
   update: UpdateAcceptedBody;
   delete: DeleteAcceptedBody;
-  documents: DocumentsBody;
-  rejected: RejectedBody;
 }
 
 const SCHEMAS = {
   get: getAcceptedBodySchema,
   update: updateAcceptedBodySchema,
   delete: deleteAcceptedBodySchema,
-  documents: documentsBodySchema,
-  rejected: rejectedBodySchema,
 } as const;
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -58,10 +53,7 @@ export function decodeResponseBody<K extends keyof ResponseBodies>(
   target: ShadowTarget,
   validate: boolean,
 ): ResponseBodies[K] {
-  const context = {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
-  };
+  const context = targetContext(target);
   if (payload === undefined) {
     throw new ShadowTransportError(`${describeTarget(context)}: the ${kind} answer had no body`, context);
   }

@@ -163,24 +163,6 @@ function fail(message: string): never {
   throw new ShadowOptionsError(`createShadowClient: ${message}`);
 }
 
-function numberIn(
-  name: string,
-  value: unknown,
-  fallback: number,
-  { min, integer, infinity }: { min: number; integer: boolean; infinity: boolean },
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || Number.isNaN(value))
-    fail(`${name} must be a number, got ${String(value)}`);
-  if (value === Number.POSITIVE_INFINITY) {
-    if (!infinity) fail(`${name} must be finite`);
-    return value;
-  }
-  if (integer && !Number.isInteger(value)) fail(`${name} must be an integer, got ${value}`);
-  if (value < min) fail(`${name} must be at least ${min}, got ${value}`);
-  return value;
-}
-
 function optionalFunction<T>(name: string, value: T | undefined): T | undefined {
   if (value !== undefined && typeof value !== 'function') fail(`${name} must be a function`);
   return value;
@@ -208,44 +190,39 @@ export function resolveShadowClientOptions(options: ShadowClientOptions): Resolv
     fail('transport must be a ShadowTransport (get, update, delete), e.g. awsTransport(client)');
   }
   const d = SHADOW_CLIENT_DEFAULTS;
-  const maxAttempts = numberIn('maxAttempts', options.maxAttempts, d.maxAttempts, {
-    min: 1,
-    integer: true,
-    infinity: false,
-  });
-  const maxElapsedMs = numberIn('maxElapsedMs', options.maxElapsedMs, d.maxElapsedMs, {
-    min: 0,
-    integer: false,
-    infinity: true,
-  });
-  const baseDelayMs = numberIn('baseDelayMs', options.baseDelayMs, d.baseDelayMs, {
-    min: 0,
-    integer: false,
-    infinity: false,
-  });
-  const maxDelayMs = numberIn('maxDelayMs', options.maxDelayMs, d.maxDelayMs, {
-    min: 0,
-    integer: false,
-    infinity: false,
-  });
+  // One checker for every numeric option (positional flags keep the app's bundle small, issue #11).
+  const numberIn = (
+    name:
+      | 'maxAttempts'
+      | 'maxElapsedMs'
+      | 'baseDelayMs'
+      | 'maxDelayMs'
+      | 'requestsPerSecondPerThing'
+      | 'maxInFlightPerThing',
+    min: number,
+    integer: boolean,
+    infinity: boolean,
+  ): number => {
+    const value: unknown = options[name];
+    if (value === undefined) return d[name];
+    if (typeof value !== 'number' || Number.isNaN(value))
+      fail(`${name} must be a number, got ${String(value)}`);
+    if (value === Number.POSITIVE_INFINITY) {
+      if (!infinity) fail(`${name} must be finite`);
+      return value;
+    }
+    if (integer && !Number.isInteger(value)) fail(`${name} must be an integer, got ${value}`);
+    if (value < min) fail(`${name} must be at least ${min}, got ${value}`);
+    return value;
+  };
+  const maxAttempts = numberIn('maxAttempts', 1, true, false);
+  const maxElapsedMs = numberIn('maxElapsedMs', 0, false, true);
+  const baseDelayMs = numberIn('baseDelayMs', 0, false, false);
+  const maxDelayMs = numberIn('maxDelayMs', 0, false, false);
   if (maxDelayMs < baseDelayMs)
     fail(`maxDelayMs (${maxDelayMs}) must not be below baseDelayMs (${baseDelayMs})`);
-  const requestsPerSecondPerThing = numberIn(
-    'requestsPerSecondPerThing',
-    options.requestsPerSecondPerThing,
-    d.requestsPerSecondPerThing,
-    { min: Number.MIN_VALUE, integer: false, infinity: true },
-  );
-  const maxInFlightPerThing = numberIn(
-    'maxInFlightPerThing',
-    options.maxInFlightPerThing,
-    d.maxInFlightPerThing,
-    {
-      min: 1,
-      integer: true,
-      infinity: true,
-    },
-  );
+  const requestsPerSecondPerThing = numberIn('requestsPerSecondPerThing', Number.MIN_VALUE, false, true);
+  const maxInFlightPerThing = numberIn('maxInFlightPerThing', 1, true, true);
   const booleanOption = (name: 'coalesce' | 'adaptiveRate'): boolean => {
     const value = options[name];
     if (value === undefined) return d[name];

@@ -4,7 +4,7 @@
  * A versioned round: take the base document (one the engine or transport already knows when that is likely
  * current, see `base-chooser.ts`, else a read), run the callers' intents in call order (`planRound`), send
  * the minimal patch with `version`; on 409, take a newer known document or read again, and re-run the
- * intents. Retries go through p-retry with full jitter; 409s and 5xx are bounded by `maxAttempts`, 429s
+ * intents. Retries use full jitter on the injected clock; 409s and 5xx are bounded by `maxAttempts`, 429s
  * only by time (`retry-policy.ts`). Every request passes the per-thing limiter, whose rate adapts to the
  * service's 429s (`thing-limiter.ts`, `rate-adapter.ts`). A blind round (only `merge` calls) sends the
  * composed patch without `version` and cannot conflict.
@@ -19,7 +19,7 @@
  * Writes whose outcome is unknown (timeouts, connections lost) are not retried: repeating them could apply
  * an intent twice. 409 (versioned writes), 429 and 5xx are retried; other 4xx never.
  */
-import { applyUpdate } from '../core/apply-update.js';
+import { mergeUpdate } from '../core/apply-update.js';
 import type {
   JsonObject,
   ShadowTarget,
@@ -36,6 +36,7 @@ import {
   ShadowNotFoundError,
   ShadowOptionsError,
   ShadowThrottledError,
+  targetContext,
 } from '../errors.js';
 import type { KnownState, ShadowDocument, ShadowTransport } from '../transports/transport.js';
 import {
@@ -207,12 +208,7 @@ function targetKey(target: ShadowTarget): string {
   return target.shadowName === undefined ? target.thingName : `${target.thingName}/${target.shadowName}`;
 }
 
-function contextOf(target: ShadowTarget) {
-  return {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
-  };
-}
+const contextOf = targetContext;
 
 /**
  * Creates the update engine over a transport.
@@ -850,7 +846,7 @@ class Engine {
   ) {
     const now = this.settings.clock.now();
     const prior = base === undefined ? undefined : recordOf(base, now);
-    const predicted = applyUpdate(
+    const predicted = mergeUpdate(
       prior,
       { state: request.state },
       {

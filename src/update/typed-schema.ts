@@ -12,8 +12,9 @@
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { JsonObject, ShadowState, ShadowTarget, UpdateState } from '../core/document.js';
+import { isJsonObject } from '../core/json-value.js';
 import { checkWithSchema, type ParseContext, parseWithSchema, validationError } from '../core/schemas.js';
-import { ShadowOptionsError, type ValidationIssue } from '../errors.js';
+import { ShadowOptionsError, targetContext, type ValidationIssue } from '../errors.js';
 
 /** Schemas of a typed shadow; each section is optional (an unchecked section is any JSON object). */
 export interface ShadowSchema {
@@ -60,9 +61,7 @@ export interface SectionValidator {
 
 const SECTIONS = ['desired', 'reported'] as const;
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+const isPlainObject: (value: unknown) => value is Record<string, unknown> = isJsonObject;
 
 /** The patch without its `null` (delete) values, and the paths of those deletes. */
 function withoutDeletes(
@@ -134,10 +133,7 @@ export function createSectionValidator(
   if (schema === undefined) return undefined;
   const problem = shadowSchemaProblem(schema);
   if (problem !== undefined) throw new ShadowOptionsError(`shadow('${target.thingName}'): ${problem}`);
-  const context = {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
-  };
+  const context = targetContext(target);
   return {
     state(state, what) {
       for (const section of SECTIONS) {

@@ -1,9 +1,9 @@
 /**
  * One round of the update engine, as pure functions: run the callers' intents in call order on one base
- * document, using the service's own rules (`applyUpdate`) to build the state each intent sees and to
+ * document, using the service's own rules (`mergeUpdate`, the checks and merge of `applyUpdate`) to build the state each intent sees and to
  * refuse a patch that breaks a limit, then `diffState` for the one minimal request of the round.
  */
-import { applyUpdate } from '../core/apply-update.js';
+import { mergeUpdate } from '../core/apply-update.js';
 import { computeDelta } from '../core/delta.js';
 import { diffState } from '../core/diff.js';
 import type {
@@ -17,10 +17,10 @@ import type {
   StoredShadow,
   UpdateState,
 } from '../core/document.js';
-import { isJsonObject } from '../core/json-value.js';
+import { isJsonObject, setOwn } from '../core/json-value.js';
 import type { ShadowLimits } from '../core/limits.js';
 import { completeMetadata } from '../core/metadata.js';
-import { describeTarget, ShadowLimitError, ShadowValidationError } from '../errors.js';
+import { describeTarget, ShadowLimitError, ShadowValidationError, targetContext } from '../errors.js';
 import type { KnownState, ShadowDocument } from '../transports/transport.js';
 import type { SectionValidator } from './typed-schema.js';
 
@@ -101,8 +101,7 @@ export function preflightError(
   target: ShadowTarget,
 ): ShadowLimitError | ShadowValidationError {
   const context = {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
+    ...targetContext(target),
     awsCode: rejection.errorType,
     awsMessage: rejection.message,
     statusCode: rejection.code,
@@ -137,8 +136,7 @@ function malformedPatch(patch: unknown, target: ShadowTarget): ShadowValidationE
   if (typeof patch === 'object' && patch !== null && !Array.isArray(patch)) return undefined;
   const message = `a patch must be an object with 'desired' and/or 'reported', got ${patch === null ? 'null' : Array.isArray(patch) ? 'an array' : typeof patch}`;
   return new ShadowValidationError(`${describeTarget(target)}: ${message}`, {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
+    ...targetContext(target),
     issues: [{ path: [], message }],
   });
 }
@@ -184,7 +182,7 @@ export function planRound(base: KnownState, calls: readonly RoundCall[], context
       outcomes.push({ ok: false, error: malformed });
       continue;
     }
-    const applied = applyUpdate(working, { state: patch }, { target, now, limits });
+    const applied = mergeUpdate(working, { state: patch }, { target, now, limits });
     if (!applied.ok) {
       outcomes.push({ ok: false, error: preflightError(applied.rejection, target) });
       continue;
@@ -218,7 +216,7 @@ export function preflightMerge(
 ): void {
   const malformed = malformedPatch(patch, context.target);
   if (malformed !== undefined) throw malformed;
-  const applied = applyUpdate(
+  const applied = mergeUpdate(
     undefined,
     { state: patch },
     { target: context.target, now: context.now, limits: context.limits },
@@ -260,13 +258,13 @@ function composeObjects(earlier: JsonObject, later: JsonObject): JsonObject | un
     const value = later[key] as JsonValue;
     const before = Object.hasOwn(earlier, key) ? earlier[key] : undefined;
     if (!isJsonObject(value) || before === undefined) {
-      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+      setOwn(out, key, value);
       continue;
     }
     if (!isJsonObject(before)) return undefined;
     const nested = composeObjects(before, value);
     if (nested === undefined) return undefined;
-    Object.defineProperty(out, key, { value: nested, enumerable: true, writable: true, configurable: true });
+    setOwn(out, key, nested);
   }
   return out;
 }
