@@ -2,22 +2,26 @@
  * With client certificates the device policy applies unless it is explicitly turned off: the certificate's CN
  * is the identity, a device can neither act on another thing's shadow nor connect under its client id.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/cli/run-cli.js';
 import { type ShadowService, startShadowService } from '../../../src/emulator/index.js';
+import { makeTestPki, type TestPki } from '../../support/test-pki.js';
 import { spawnCli, waitForEndpoints } from '../cli-process.js';
 import { buildMqttClient, connectTestClient } from '../mqtt-test-client.js';
-import { makePki } from './pki.js';
 
 let dir: string;
-let pki: ReturnType<typeof makePki>;
+let pki: TestPki;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'shadow-cert-'));
-  pki = makePki(dir, ['aircon-1', 'aircon-2']);
+  pki = makeTestPki(['aircon-1', 'aircon-2']);
+  // The CLI reads the server's key and certificate and the CA from files.
+  writeFileSync(join(dir, 'server.key'), pki.server.key);
+  writeFileSync(join(dir, 'server.crt'), pki.server.cert);
+  writeFileSync(join(dir, 'ca.crt'), pki.ca);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -101,11 +105,11 @@ describe('the library: tls.requestCert without auth', () => {
 describe('shadow-sync serve --require-client-cert', () => {
   const tlsFlags = () => [
     '--tls-key',
-    pki.server.keyPath,
+    join(dir, 'server.key'),
     '--tls-cert',
-    pki.server.certPath,
+    join(dir, 'server.crt'),
     '--tls-ca',
-    pki.caPath,
+    join(dir, 'ca.crt'),
   ];
 
   it('turns the device policy on; --no-device-policy turns it off', async () => {
