@@ -11,6 +11,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { ShadowOptionsError } from '../errors.js';
 import {
   type BrokerPublish,
+  type DataPlaneAnswer,
+  errorAnswer,
   DataPlaneError as HttpError,
   routeDataPlaneRequest,
 } from './data-plane-router.js';
@@ -152,32 +154,17 @@ export function resolveHttpFrontOptions(options: HttpFrontOptions = {}): Resolve
 /** Text of a 413: AWS's documented message. */
 const TOO_LARGE = 'The payload exceeds the maximum size allowed';
 
-function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: string,
-  headers: Record<string, string> = {},
-): void {
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
+/**
+ * Writes an answer of the data plane (or of a page the HTTP front serves) with its length and a request id, as
+ * AWS's endpoints send them.
+ */
+export function writeAnswer(res: ServerResponse, answer: DataPlaneAnswer): void {
+  res.writeHead(answer.status, {
+    'content-length': Buffer.byteLength(answer.body),
     'x-amzn-requestid': randomUUID(),
-    ...headers,
+    ...answer.headers,
   });
-  res.end(body);
-}
-
-function sendError(
-  res: ServerResponse,
-  status: number,
-  errorType: string,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
-  sendJson(res, status, JSON.stringify({ __type: errorType, message }), {
-    'x-amzn-errortype': errorType,
-    ...headers,
-  });
+  res.end(answer.body);
 }
 
 const tooLarge = (): HttpError =>
@@ -271,13 +258,7 @@ export async function startHttpFront(
     if (read.bytes === undefined) throw tooLarge();
     const body = read.bytes;
 
-    const answer = await routeDataPlaneRequest(engine, { method, path, query, body }, resolved.publish);
-    res.writeHead(answer.status, {
-      'content-length': Buffer.byteLength(answer.body),
-      'x-amzn-requestid': randomUUID(),
-      ...answer.headers,
-    });
-    res.end(answer.body);
+    writeAnswer(res, await routeDataPlaneRequest(engine, { method, path, query, body }, resolved.publish));
   }
 
   const server: Server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
@@ -290,9 +271,9 @@ export async function startHttpFront(
         return;
       }
       if (error instanceof HttpError) {
-        sendError(res, error.status, error.errorType, error.message, error.headers);
+        writeAnswer(res, errorAnswer(error.status, error.errorType, error.message, error.headers));
         if (error.headers.connection === 'close') res.on('finish', () => req.socket.destroy());
-      } else sendError(res, 500, 'InternalFailureException', 'Internal service failure');
+      } else writeAnswer(res, errorAnswer(500, 'InternalFailureException', 'Internal service failure'));
     });
   });
   server.keepAliveTimeout = 65_000;

@@ -24,6 +24,8 @@ import type { ShadowTarget } from '../../core/document.js';
 import { getDocument } from '../../core/get-document.js';
 import { ShadowOptionsError } from '../../errors.js';
 import type { ShadowTransport } from '../../transports/transport.js';
+import { errorAnswer } from '../data-plane-router.js';
+import { writeAnswer } from '../http-front.js';
 import type { ShadowEngine } from '../shadow-engine.js';
 import { CONSOLE_PAGE } from './console-assets.js';
 import { applyConsoleEdit, type ConsoleEditEvent } from './console-edit.js';
@@ -159,24 +161,25 @@ interface Stream {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** The console's pages and answers are live data: never cached. */
+const NO_STORE = { 'cache-control': 'no-store' };
+
 function sendJson(
   res: ServerResponse,
   status: number,
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    ...headers,
+  writeAnswer(res, {
+    status,
+    headers: { 'content-type': 'application/json', ...NO_STORE, ...headers },
+    body: JSON.stringify(body),
   });
-  res.end(text);
 }
 
+/** Errors in the data plane's shape, so the page shows what the HTTP API would answer. */
 function sendError(res: ServerResponse, status: number, errorType: string, message: string): void {
-  sendJson(res, status, { __type: errorType, message }, { 'x-amzn-errortype': errorType });
+  writeAnswer(res, errorAnswer(status, errorType, message, NO_STORE));
 }
 
 /**
@@ -299,7 +302,7 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
     }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
+      ...NO_STORE,
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
@@ -379,7 +382,7 @@ export function createConsoleServer(engine: ShadowEngine, options: ConsoleOption
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
         'content-length': Buffer.byteLength(CONSOLE_PAGE),
-        'cache-control': 'no-store',
+        ...NO_STORE,
         'x-content-type-options': 'nosniff',
         'content-security-policy':
           "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
