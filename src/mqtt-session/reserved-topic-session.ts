@@ -48,6 +48,7 @@ import {
   ShadowTimeoutError,
   ShadowTransportError,
   ShadowValidationError,
+  targetContext,
 } from '../errors.js';
 import { SubscriptionRefusedError } from './subscribe-filters.js';
 import { createSubscriptionPool, type SubscriptionMode, type SubscriptionPool } from './subscription-pool.js';
@@ -174,19 +175,13 @@ function setOf(list: readonly string[]): ReadonlySet<string> {
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-function contextOf(target: ShadowTarget): { thingName: string; shadowName?: string } {
-  return target.shadowName === undefined
-    ? { thingName: target.thingName }
-    : { thingName: target.thingName, shadowName: target.shadowName };
-}
-
 function sameTarget(a: ShadowTarget, b: ShadowTarget): boolean {
   return a.thingName === b.thingName && a.shadowName === b.shadowName;
 }
 
 function transportError(target: ShadowTarget, message: string, cause?: unknown): ShadowTransportError {
-  return new ShadowTransportError(`${describeTarget(contextOf(target))}: ${message}`, {
-    ...contextOf(target),
+  return new ShadowTransportError(`${describeTarget(targetContext(target))}: ${message}`, {
+    ...targetContext(target),
     ...(cause === undefined ? {} : { cause }),
   });
 }
@@ -235,7 +230,7 @@ class Session implements ReservedTopicSession {
   }
 
   private invalid(topic: string, target: ShadowTarget, what: string, cause: unknown): void {
-    const context = contextOf(target);
+    const context = targetContext(target);
     const error = new ShadowValidationError(
       `Invalid ${what} for ${describeTarget(context)}: not UTF-8 JSON`,
       {
@@ -282,7 +277,7 @@ class Session implements ReservedTopicSession {
     let decoded: unknown = body;
     if (this.settings.validate) {
       try {
-        decoded = parseWithSchema(schema, body, { ...contextOf(target), what });
+        decoded = parseWithSchema(schema, body, { ...targetContext(target), what });
       } catch (error) {
         if (!(error instanceof ShadowValidationError)) throw error;
         this.settings.onInvalid?.(error, topic);
@@ -310,7 +305,7 @@ class Session implements ReservedTopicSession {
     }
     request.settle({
       error: errorFromRejection(rejectionFromBody(decoded as Parameters<typeof rejectionFromBody>[0]), {
-        ...contextOf(target),
+        ...targetContext(target),
         ...(request.expectedVersion === undefined ? {} : { expectedVersion: request.expectedVersion }),
       }),
     });
@@ -324,14 +319,14 @@ class Session implements ReservedTopicSession {
     }
     if (typeof given !== 'string') {
       throw new ShadowOptionsError(
-        `${describeTarget(contextOf(target))}: clientToken must be a string`,
-        contextOf(target),
+        `${describeTarget(targetContext(target))}: clientToken must be a string`,
+        targetContext(target),
       );
     }
     if (this.pending.has(given)) {
       throw new ShadowOptionsError(
-        `${describeTarget(contextOf(target))}: clientToken '${given}' is already used by a request in flight; answers could not be told apart`,
-        contextOf(target),
+        `${describeTarget(targetContext(target))}: clientToken '${given}' is already used by a request in flight; answers could not be told apart`,
+        targetContext(target),
       );
     }
     return given;
@@ -398,9 +393,9 @@ class Session implements ReservedTopicSession {
       entry.timer = undefined;
       entry.settle({
         error: new ShadowTimeoutError(
-          `${describeTarget(contextOf(target))}: no answer to ${operation} (clientToken '${clientToken}') within ${timeoutMs} ms`,
+          `${describeTarget(targetContext(target))}: no answer to ${operation} (clientToken '${clientToken}') within ${timeoutMs} ms`,
           {
-            ...contextOf(target),
+            ...targetContext(target),
             timeoutMs,
             ...(expectedVersion === undefined ? {} : { expectedVersion }),
           },

@@ -9,7 +9,7 @@ import type {
   ShadowTarget,
   UpdateAcceptedBody,
 } from '../../core/document.js';
-import { errorFromRejection } from '../../errors.js';
+import { errorFromRejection, targetContext } from '../../errors.js';
 import type { ShadowTransport } from '../../transports/transport.js';
 import type { ShadowEngineApi, ShadowResult } from '../engine-api.js';
 
@@ -17,11 +17,7 @@ const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
 function contextOf(target: ShadowTarget, expectedVersion?: number) {
-  return {
-    thingName: target.thingName,
-    ...(target.shadowName === undefined ? {} : { shadowName: target.shadowName }),
-    ...(expectedVersion === undefined ? {} : { expectedVersion }),
-  };
+  return { ...targetContext(target), ...(expectedVersion === undefined ? {} : { expectedVersion }) };
 }
 
 /**
