@@ -1,76 +1,23 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MqttFront, startMqttFront } from '../../src/emulator/mqtt-front.js';
 import { createShadowEngine, type ShadowEngine } from '../../src/emulator/shadow-engine.js';
+import { makeTestPki, type TestPem } from '../support/test-pki.js';
 import { buildMqttClient, connectTestClient } from './mqtt-test-client.js';
 
 const SERVICE = { username: 'svc', password: 'tls-service-pass' };
 
-interface Pem {
-  key: string;
-  cert: string;
-}
-
-/** A throwaway PKI made with the openssl CLI: a CA, a server certificate for 127.0.0.1, client certificates. */
-function makePki(dir: string) {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const key = (name: string) =>
-    openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`);
-  const ca = (name: string) => {
-    key(name);
-    openssl(
-      'req',
-      '-x509',
-      '-new',
-      '-key',
-      `${name}.key`,
-      '-subj',
-      `/CN=${name}`,
-      '-days',
-      '2',
-      '-out',
-      `${name}.crt`,
-    );
-  };
-  const issue = (name: string, cn: string, issuer: string, extensions?: string): Pem => {
-    key(name);
-    openssl('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`);
-    const ext = extensions === undefined ? [] : ['-extfile', `${name}.ext`];
-    if (extensions !== undefined) writeFileSync(join(dir, `${name}.ext`), extensions);
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      `${issuer}.crt`,
-      '-CAkey',
-      `${issuer}.key`,
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-out',
-      `${name}.crt`,
-      ...ext,
-    );
-    return {
-      key: readFileSync(join(dir, `${name}.key`), 'utf8'),
-      cert: readFileSync(join(dir, `${name}.crt`), 'utf8'),
-    };
-  };
-  ca('test-ca');
-  ca('rogue-ca');
+/** The shared test PKI, with the certificates this file uses by name ("rogue" is CN lamp from another CA). */
+function makePki() {
+  const made = makeTestPki(['lamp', 'fan', 'ops console']);
+  const client = (cn: string) => made.clients[cn] as TestPem;
   return {
-    ca: readFileSync(join(dir, 'test-ca.crt'), 'utf8'),
-    server: issue('server', 'localhost', 'test-ca', 'subjectAltName=DNS:localhost,IP:127.0.0.1\n'),
-    lamp: issue('lamp', 'lamp', 'test-ca'),
-    fan: issue('fan', 'fan', 'test-ca'),
-    ops: issue('ops', 'ops console', 'test-ca'),
-    rogue: issue('rogue', 'lamp', 'rogue-ca'),
+    ca: made.ca,
+    server: made.server,
+    lamp: client('lamp'),
+    fan: client('fan'),
+    ops: client('ops console'),
+    rogue: made.rogue,
   };
 }
 
@@ -94,15 +41,13 @@ async function attempt(
 }
 
 describe('MQTT over TLS with client certificates (CN = thing name)', () => {
-  let dir: string;
   let pki: ReturnType<typeof makePki>;
   let engine: ShadowEngine;
   let front: MqttFront;
   const warnings: string[] = [];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'shadow-sync-tls-'));
-    pki = makePki(dir);
+    pki = makePki();
     engine = createShadowEngine({
       limits: { requestsPerSecondPerThing: 10_000, maxInFlightPerThing: 10_000 },
     });
@@ -115,7 +60,6 @@ describe('MQTT over TLS with client certificates (CN = thing name)', () => {
   afterAll(async () => {
     await front.close();
     await engine.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('serves mqtts:// and lets a device whose certificate CN matches its client id use its shadow', async () => {
