@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run-cli.js';
 import { startBroker } from '../../src/emulator/broker.js';
 import { freePort } from '../support/mosquitto.js';
+import { makeTestPki, type TestPem } from '../support/test-pki.js';
 import { spawnCli, waitForEndpoints } from './cli-process.js';
 import { buildMqttClient, connectTestClient } from './mqtt-test-client.js';
 
@@ -124,57 +124,19 @@ async function withServe(
   expect(await cli.exited).toBe(0);
 }
 
-/** A throwaway PKI made with the openssl CLI: a CA, a server certificate for localhost, a client 'lamp'. */
-function makePki(pkiDir: string) {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pkiDir, stdio: 'pipe' });
-  const key = (name: string) =>
-    openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`);
-  key('ca');
-  openssl(
-    'req',
-    '-x509',
-    '-new',
-    '-key',
-    'ca.key',
-    '-subj',
-    '/CN=cli-test-ca',
-    '-days',
-    '2',
-    '-out',
-    'ca.crt',
-  );
-  const issue = (name: string, cn: string, extensions?: string) => {
-    key(name);
-    openssl('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`);
-    if (extensions !== undefined) writeFileSync(join(pkiDir, `${name}.ext`), extensions);
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-out',
-      `${name}.crt`,
-      ...(extensions === undefined ? [] : ['-extfile', `${name}.ext`]),
-    );
-    return {
-      keyPath: join(pkiDir, `${name}.key`),
-      certPath: join(pkiDir, `${name}.crt`),
-      key: readFileSync(join(pkiDir, `${name}.key`), 'utf8'),
-      cert: readFileSync(join(pkiDir, `${name}.crt`), 'utf8'),
-    };
+/** The shared test PKI with a client 'lamp', and the server's PEMs written to files for the CLI's flags. */
+function makePkiFiles(pkiDir: string) {
+  const pki = makeTestPki(['lamp']);
+  const write = (name: string, pem: string) => {
+    const path = join(pkiDir, name);
+    writeFileSync(path, pem);
+    return path;
   };
   return {
-    caPath: join(pkiDir, 'ca.crt'),
-    ca: readFileSync(join(pkiDir, 'ca.crt'), 'utf8'),
-    server: issue('server', 'localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\n'),
-    lamp: issue('lamp', 'lamp'),
+    ...pki,
+    caPath: write('ca.crt', pki.ca),
+    serverKeyPath: write('server.key', pki.server.key),
+    serverCertPath: write('server.crt', pki.server.cert),
   };
 }
 
@@ -285,13 +247,13 @@ describe('shadow-sync serve: service options on the command line', () => {
   });
 
   it('--tls-key/--tls-cert/--tls-ca/--require-client-cert serve MQTT over TLS with client certificates', async () => {
-    const pki = makePki(mkdtempSync(join(dir, 'pki-')));
+    const pki = makePkiFiles(mkdtempSync(join(dir, 'pki-')));
     await withServe(
       [
         '--tls-key',
-        pki.server.keyPath,
+        pki.serverKeyPath,
         '--tls-cert',
-        pki.server.certPath,
+        pki.serverCertPath,
         '--tls-ca',
         pki.caPath,
         '--require-client-cert',
@@ -300,7 +262,7 @@ describe('shadow-sync serve: service options on the command line', () => {
         expect(line).toMatch(/ mqtts:\/\/127\.0\.0\.1:\d+\n$/);
         const lamp = await connectTestClient(mqttUrl, {
           clientId: 'lamp',
-          tls: { ca: pki.ca, key: pki.lamp.key, cert: pki.lamp.cert },
+          tls: { ca: pki.ca, ...(pki.clients.lamp as TestPem) },
         });
         try {
           await lamp.subscribe('$aws/things/lamp/shadow/update/accepted');
