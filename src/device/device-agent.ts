@@ -7,27 +7,20 @@
  * one update at a time carries every unconfirmed leaf of it, so reports made while offline or while an
  * update is in flight collapse into one patch holding the newest value of each leaf. After a read, the
  * intent is rebased on the document read, keeping the device's unconfirmed changes.
+ *
+ * The decisions are three pure state machines, `(state, event) -> (state, effects)`: connection, reads and
+ * ordering (`sync-machine.ts`), delta handling (`delta-machine.ts`) and the report loop (`report-machine.ts`).
+ * This module is their driver: it feeds them what happens (MQTT messages, answers, timers, the handler's
+ * outcome) and performs the effects they ask for with the client, the reserved-topic session and the injected
+ * timer clock, so the whole agent runs on fake time in tests.
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type MqttClient } from 'mqtt';
-import { computeDelta } from '../core/delta.js';
-import type {
-  GetAcceptedBody,
-  JsonObject,
-  JsonValue,
-  ShadowTarget,
-  UpdateAcceptedBody,
-} from '../core/document.js';
-import { jsonEqual } from '../core/json-equal.js';
+import type { GetAcceptedBody, JsonObject, ShadowTarget, UpdateAcceptedBody } from '../core/document.js';
 import { mergeSection } from '../core/merge.js';
 import { checkWithSchema } from '../core/schemas.js';
 import type { ShadowTopicSuffix } from '../core/topics.js';
-import {
-  isShadowError,
-  ShadowTransportError,
-  ShadowValidationError,
-  type ValidationIssue,
-} from '../errors.js';
+import { ShadowTransportError, ShadowValidationError } from '../errors.js';
 import {
   createReservedTopicSession,
   type ObservedSuffix,
@@ -36,13 +29,29 @@ import {
 import type { SplitResult } from '../split/split-policy.js';
 import { fullJitterDelay } from '../update/retry-policy.js';
 import {
+  type DeltaEffect,
+  type DeltaEvent as DeltaMachineEvent,
+  type DeltaRules,
+  type DeltaState,
+  INITIAL_DELTA_STATE,
+  type QueuedDelta,
+  stepDelta,
+} from './delta-machine.js';
+import {
   type DeltaContext,
   type DeviceAgentOptions,
   type ResolvedDeviceAgentOptions,
   resolveDeviceAgentOptions,
 } from './device-agent-options.js';
-import { createReportSplitter } from './report-splitter.js';
-import { createReportedIntent } from './reported-intent.js';
+import {
+  INITIAL_REPORT_STATE,
+  type ReportEffect,
+  type ReportEvent,
+  type ReportState,
+  stepReport,
+} from './report-machine.js';
+import { createReportSplitter, type ReportSplitter } from './report-splitter.js';
+import { createReportedIntent, type ReportedIntent, type SentLeaves } from './reported-intent.js';
 import {
   INITIAL_SYNC_STATE,
   type SyncEffect,
@@ -50,7 +59,7 @@ import {
   type SyncState,
   stepSync,
 } from './sync-machine.js';
-import { createTelemetryBuffer } from './telemetry-buffer.js';
+import { createTelemetryBuffer, type TelemetryBuffer } from './telemetry-buffer.js';
 
 /** Payload of the `delta` event: a delta the agent is about to hand to the handler. */
 export interface DeltaEvent {
@@ -176,19 +185,483 @@ const DEVICE_SUFFIXES: readonly ShadowTopicSuffix[] = [
 ];
 const DEVICE_OBSERVED: readonly ObservedSuffix[] = ['update/accepted', 'update/delta'];
 
-interface QueuedDelta {
-  state: JsonObject;
-  version: number;
-  source: 'delta' | 'get';
-}
-
-/** Throttling and server-side failures pass; other refusals (400, 413...) would fail the same way again. */
-function isRetryable(error: { code: string; statusCode: number | undefined }): boolean {
-  return error.code === 'THROTTLED' || (error.statusCode !== undefined && error.statusCode >= 500);
-}
-
 function copy<T>(value: T): T {
   return value === undefined ? value : structuredClone(value);
+}
+
+/** The update in flight: what it carried and on which connection it left. */
+interface SentUpdate {
+  patch: JsonObject;
+  sent: SentLeaves;
+  epoch: number;
+}
+
+/**
+ * The runtime of one agent: holds the three machines' states (connection and reads, deltas, reports), feeds
+ * them events, and performs their effects with the MQTT client, the reserved-topic session, the injected timer
+ * clock and the user's handler. Every decision is a machine's; what is left here is I/O and bookkeeping.
+ */
+class AgentRuntime<D> {
+  /** Connection, reading and ordering (see sync-machine.ts). Its `link` is what the agent knows ('connect' seen,
+   * no 'close'/'offline' since), not `client.connected`: mqtt.js sets that before emitting 'connect', and
+   * telemetry published then would overtake the buffer. */
+  sync: SyncState = INITIAL_SYNC_STATE;
+  deltas: DeltaState = INITIAL_DELTA_STATE;
+  reports: ReportState = INITIAL_REPORT_STATE;
+  /** `reported` as last read or acknowledged. */
+  confirmed: JsonObject | undefined;
+  /** The device's intended `reported` and its unconfirmed leaves. */
+  readonly intent: ReportedIntent = createReportedIntent();
+  readonly telemetry: TelemetryBuffer<string>;
+  readonly splitter: ReportSplitter;
+  readonly session: ReservedTopicSession;
+  readonly target: ShadowTarget;
+  readonly telemetryTopic: string;
+  readonly rules: DeltaRules;
+  readonly listeners: { [E in keyof DeviceAgentEvents]: Set<DeviceAgentEvents[E]> } = {
+    delta: new Set(),
+    synced: new Set(),
+    conflict: new Set(),
+    error: new Set(),
+  };
+  readonly counters = {
+    gets: 0,
+    reportsAccepted: 0,
+    deltasHandled: 0,
+    deltasDiscarded: 0,
+    gaps: 0,
+    telemetryPublished: 0,
+  };
+  readonly syncWaiters: { resolve: (event: SyncedEvent) => void; reject: (error: unknown) => void }[] = [];
+  /** The current idle moment was announced (`synced` emitted, waiters resolved). */
+  idleAnnounced = false;
+  sent: SentUpdate | undefined;
+  readTimer: unknown;
+  reportTimer: unknown;
+  handlerTimer: unknown;
+  resyncTimer: unknown;
+
+  constructor(
+    readonly o: ResolvedDeviceAgentOptions<D>,
+    readonly client: MqttClient,
+  ) {
+    this.target =
+      o.shadowName === undefined
+        ? { thingName: o.thingName }
+        : { thingName: o.thingName, shadowName: o.shadowName };
+    this.telemetryTopic = o.policy.telemetryTopicFor(o.thingName);
+    this.rules = { errorKey: o.errorKey, maxHandlerAttempts: o.maxHandlerAttempts };
+    this.telemetry = createTelemetryBuffer<string>(o.telemetryBufferSize);
+    this.splitter = createReportSplitter({
+      policy: o.policy,
+      now: o.clock,
+      timers: o.timers,
+      lastReported: () => this.intent.wanted,
+      onShadow: (patch) => {
+        this.intent.change(patch);
+        this.idleAnnounced = false;
+      },
+      onRechecked: () => this.pump(),
+    });
+    this.session = createReservedTopicSession(client, {
+      timeoutMs: o.requestTimeoutMs,
+      qos: o.shadowQos,
+      // ≤ 24 + 1 + 8 bytes: tokens stay within AWS's 64 with the counter.
+      clientTokenPrefix: `${o.thingName.slice(0, 24)}-${randomBytes(4).toString('hex')}`,
+      validate: true,
+      suffixes: DEVICE_SUFFIXES,
+      observe: DEVICE_OBSERVED,
+      // One shadow's five topics: far inside AWS's per-connection quotas, never released.
+      mode: 'per-shadow',
+      maxSubscriptions: 50,
+      maxFiltersPerSubscribe: 8,
+      clock: o.timers,
+      owner: `the device agent of thing '${o.thingName}'`,
+      onMessage: (message) => {
+        if (message.kind === 'update/delta') this.dispatchSync({ type: 'delta', body: message.body });
+        else if (message.kind === 'update/accepted')
+          this.dispatchSync({ type: 'accepted-seen', version: message.body.version });
+      },
+      onInvalid: (error) => this.emit('error', error, { kind: 'message' }),
+    });
+  }
+
+  emit<E extends keyof DeviceAgentEvents>(event: E, ...args: Parameters<DeviceAgentEvents[E]>): void {
+    for (const listener of this.listeners[event]) {
+      try {
+        (listener as (...a: Parameters<DeviceAgentEvents[E]>) => void)(...args);
+      } catch {
+        // A listener's failure must not break the agent's state machines.
+      }
+    }
+  }
+
+  /** The wait before the n-th retry of a read or a report: full jitter, as the update engine's retries. */
+  backoff(retry: number): number {
+    const o = this.o;
+    return fullJitterDelay(retry, {
+      baseDelayMs: o.retryBaseDelayMs,
+      maxDelayMs: o.retryMaxDelayMs,
+      random: o.random,
+    });
+  }
+
+  closedError(): ShadowTransportError {
+    return new ShadowTransportError(`the device agent of thing '${this.o.thingName}' is closed`, this.target);
+  }
+
+  /** Connected, subscribed and read since the last connect: deltas and reports may go. */
+  ready(): boolean {
+    return this.sync.link === 'ready' && this.sync.synced;
+  }
+
+  isIdle(): boolean {
+    const { sync, deltas } = this;
+    return (
+      this.ready() &&
+      sync.sync === 'idle' &&
+      deltas.handling === undefined &&
+      deltas.queued === undefined &&
+      deltas.retry === undefined &&
+      !this.reports.inFlight &&
+      !this.intent.dirty
+    );
+  }
+
+  // ---- connection, reads and ordering ------------------------------------------------------------------------
+
+  dispatchSync(event: SyncEvent): void {
+    const step = stepSync(this.sync, event);
+    this.sync = step.state;
+    // Busy again (a read started, the link dropped): the next idle moment is announced again.
+    if (!this.isIdle()) this.idleAnnounced = false;
+    for (const effect of step.effects) this.performSync(effect);
+  }
+
+  performSync(effect: SyncEffect): void {
+    switch (effect.type) {
+      case 'subscribe':
+        this.session.subscribe(this.target).then(
+          () => this.dispatchSync({ type: 'subscribed', epoch: effect.epoch }),
+          (error: unknown) => this.dispatchSync({ type: 'subscribe-failed', epoch: effect.epoch, error }),
+        );
+        return;
+      case 'read':
+        (this.session.request('get', this.target, {}) as Promise<GetAcceptedBody | undefined>).then(
+          (document) =>
+            this.dispatchSync({
+              type: 'read-answered',
+              epoch: effect.epoch,
+              document,
+              reportInFlight: this.reports.inFlight,
+            }),
+          (error: unknown) => this.dispatchSync({ type: 'read-failed', epoch: effect.epoch, error }),
+        );
+        return;
+      case 'start-retry-timer':
+        this.readTimer = this.o.timers.setTimer(() => {
+          this.readTimer = undefined;
+          this.dispatchSync({ type: 'retry-due' });
+        }, this.backoff(effect.retry));
+        return;
+      case 'cancel-retry-timer':
+        if (this.readTimer !== undefined) this.o.timers.clearTimer(this.readTimer);
+        this.readTimer = undefined;
+        return;
+      case 'adopt': {
+        // The read is the truth, with the device's unconfirmed changes kept on top of it. `current`: no newer
+        // version was seen and no update is in flight; `keepReported`: the read is older than the device's last
+        // accepted report, which knows `reported` better.
+        const { document } = effect;
+        if (!effect.keepReported) this.confirmed = document?.state.reported;
+        this.intent.rebase(this.confirmed, { confirm: effect.current });
+        if (document !== undefined)
+          this.dispatchDelta({ type: 'read', version: document.version, delta: document.state.delta });
+        return;
+      }
+      case 'queue-delta': {
+        const { body } = effect;
+        const item = { state: body.state, version: body.version, source: 'delta' as const };
+        this.dispatchDelta({ type: 'queue', item, ifNewer: effect.ifNewer });
+        return;
+      }
+      case 'count':
+        this.counters[effect.counter]++;
+        return;
+      case 'error':
+        this.emit('error', effect.error, { kind: effect.kind });
+        return;
+      case 'fail-pending':
+        // The agent's clients connect with a clean session: its subscriptions went with the connection, and
+        // the next connect subscribes again before reading (mqtt.js re-subscribes by itself only when it
+        // reconnects on its own).
+        this.session.connectionLost('the connection was lost');
+        return;
+      case 'flush-telemetry':
+        for (const payload of this.telemetry.drain()) this.publishTelemetry(payload);
+        return;
+      case 'reset-outcome':
+        this.dispatchDelta({ type: 'reset-outcome' }); // reconcile with the full delta on every connect
+        return;
+      case 'pump':
+        this.pump();
+        return;
+    }
+  }
+
+  // ---- the work loop -----------------------------------------------------------------------------------------
+
+  /** Lets the delta and report machines look at what changed, then announces an idle moment. */
+  pump(): void {
+    if (this.sync.closed) return;
+    if (this.ready()) {
+      this.dispatchDelta({ type: 'wake', ready: true, wanted: this.intent.wanted });
+      this.dispatchReport({ type: 'wake', ready: true, dirty: this.intent.dirty });
+    }
+    this.announceIfIdle();
+  }
+
+  /** Callers get copies: changing them must not change the agent's state. */
+  syncedEvent(): SyncedEvent {
+    return { version: this.sync.version, reported: copy(this.confirmed), applied: copy(this.deltas.applied) };
+  }
+
+  announceIfIdle(): void {
+    if (!this.isIdle()) {
+      this.idleAnnounced = false;
+      return;
+    }
+    if (this.idleAnnounced) return;
+    this.idleAnnounced = true;
+    const event = this.syncedEvent();
+    for (const waiter of this.syncWaiters.splice(0)) waiter.resolve(event);
+    this.emit('synced', event);
+  }
+
+  // ---- deltas ------------------------------------------------------------------------------------------------
+
+  dispatchDelta(event: DeltaMachineEvent): void {
+    const step = stepDelta(this.deltas, event, this.rules);
+    this.deltas = step.state;
+    for (const effect of step.effects) this.performDelta(effect);
+  }
+
+  performDelta(effect: DeltaEffect): void {
+    switch (effect.type) {
+      case 'handle':
+        this.handle(effect.item);
+        return;
+      case 'set-wanted':
+        this.intent.change(effect.patch);
+        this.idleAnnounced = false;
+        return;
+      case 'conflict':
+        this.emit('conflict', {
+          version: effect.version,
+          desired: effect.desired,
+          applied: effect.applied,
+          error: undefined,
+        });
+        return;
+      case 'error':
+        this.emit('error', effect.error, { kind: effect.kind, version: effect.version });
+        return;
+      case 'count-handled':
+        this.counters.deltasHandled++;
+        return;
+      case 'start-retry-timer':
+        this.handlerTimer = this.o.timers.setTimer(() => {
+          this.handlerTimer = undefined;
+          this.dispatchDelta({ type: 'retry-due' });
+        }, this.o.handlerRetryDelayMs);
+        return;
+      case 'cancel-retry-timer':
+        if (this.handlerTimer !== undefined) this.o.timers.clearTimer(this.handlerTimer);
+        this.handlerTimer = undefined;
+        return;
+      case 'pump':
+        this.pump();
+        return;
+    }
+  }
+
+  /** Checks the delta with the schema, then hands it to the handler; the outcome goes back to the machine. */
+  handle(item: QueuedDelta): void {
+    const o = this.o;
+    let delta = item.state as unknown as D;
+    if (o.schema !== undefined) {
+      const checked = checkWithSchema(o.schema, item.state, { ...this.target, what: 'delta' });
+      if (checked.issues !== undefined) {
+        const error = new ShadowValidationError(
+          `delta of version ${item.version} for thing '${o.thingName}' fails the schema: ${checked.issues
+            .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
+            .join('; ')}`,
+          { ...this.target, issues: checked.issues },
+        );
+        this.dispatchDelta({ type: 'schema-refused', error, message: error.message });
+        return;
+      }
+      delta = checked.value;
+    }
+    this.emit('delta', { version: item.version, state: item.state, source: item.source });
+    void this.callHandler(delta, item);
+  }
+
+  async callHandler(delta: D, item: QueuedDelta): Promise<void> {
+    const context: DeltaContext = {
+      version: item.version,
+      thingName: this.o.thingName,
+      shadowName: this.o.shadowName,
+      applied: copy(this.deltas.applied),
+      source: item.source,
+    };
+    let outcome: DeltaMachineEvent;
+    try {
+      const result = ((await this.o.onDelta(delta, context)) ?? undefined) as JsonObject | undefined;
+      if (result !== undefined && (typeof result !== 'object' || result === null || Array.isArray(result))) {
+        throw new TypeError(
+          `onDelta must return the applied values as an object or nothing, got ${JSON.stringify(result)}`,
+        );
+      }
+      outcome = { type: 'handler-returned', values: result };
+    } catch (error) {
+      outcome = { type: 'handler-threw', error };
+    }
+    this.dispatchDelta(outcome);
+  }
+
+  // ---- reports -----------------------------------------------------------------------------------------------
+
+  dispatchReport(event: ReportEvent): void {
+    const step = stepReport(this.reports, event);
+    this.reports = step.state;
+    for (const effect of step.effects) this.performReport(effect);
+  }
+
+  performReport(effect: ReportEffect): void {
+    switch (effect.type) {
+      case 'start-report-timer': {
+        const wait = Math.max(this.o.coalesceMs, effect.retry === 0 ? 0 : this.backoff(effect.retry));
+        this.reportTimer = this.o.timers.setTimer(() => {
+          this.reportTimer = undefined;
+          this.dispatchReport({ type: 'timer-due', ready: this.ready() });
+        }, wait);
+        return;
+      }
+      case 'cancel-report-timer':
+        if (this.reportTimer !== undefined) this.o.timers.clearTimer(this.reportTimer);
+        this.reportTimer = undefined;
+        return;
+      case 'send-report':
+        this.sendReport(effect.maxLeaves);
+        return;
+      case 'acknowledge': {
+        const sent = this.sent as SentUpdate;
+        if (sent.epoch === this.sync.epoch) this.confirmed = mergeSection(this.confirmed, sent.patch);
+        this.intent.acknowledge(sent.sent);
+        this.counters.reportsAccepted++;
+        this.dispatchSync({ type: 'report-accepted', epoch: sent.epoch, version: effect.version });
+        return;
+      }
+      case 'unsure':
+        this.intent.unsure();
+        return;
+      case 'discard-sent':
+        // The service refuses this leaf: drop it, or it would be refused forever.
+        this.intent.discardLeaves((this.sent as SentUpdate).sent, this.confirmed);
+        this.emit('error', effect.error, { kind: 'report' });
+        return;
+      case 'conflict':
+        this.emit('conflict', {
+          version: this.sync.version,
+          desired: undefined,
+          applied: undefined,
+          error: effect.error,
+        });
+        return;
+      case 'sync-wanted':
+        this.dispatchSync({ type: 'sync-wanted' });
+        return;
+      case 'pump':
+        this.pump();
+        return;
+    }
+  }
+
+  /** Sends every unconfirmed leaf (at most `maxLeaves`) as one reported update, without version. */
+  sendReport(maxLeaves: number | undefined): void {
+    const update = this.intent.pending(maxLeaves);
+    if (update === undefined) {
+      this.dispatchReport({ type: 'nothing-pending' });
+      return;
+    }
+    const sent: SentUpdate = { patch: update.patch, sent: update.sent, epoch: this.sync.epoch };
+    this.sent = sent;
+    (
+      this.session.request('update', this.target, {
+        state: { reported: update.patch },
+      }) as Promise<UpdateAcceptedBody>
+    ).then(
+      (accepted) => this.dispatchReport({ type: 'accepted', version: accepted.version }),
+      (error: unknown) => this.dispatchReport({ type: 'failed', error, leaves: sent.sent.length }),
+    );
+  }
+
+  // ---- telemetry ---------------------------------------------------------------------------------------------
+
+  publishTelemetry(payload: string): void {
+    this.client.publish(this.telemetryTopic, payload, { qos: this.o.telemetryQos }, (error) => {
+      if (error) this.emit('error', error, { kind: 'telemetry' });
+    });
+    this.counters.telemetryPublished++;
+  }
+
+  report(values: JsonObject): SplitResult {
+    if (this.sync.closed) throw this.closedError();
+    const now = this.o.clock();
+    const result = this.splitter.split(values);
+    if (result.telemetry !== undefined) {
+      const payload = JSON.stringify({ state: result.telemetry, timestamp: now });
+      if (this.sync.link !== 'down') this.publishTelemetry(payload);
+      else this.telemetry.push(payload);
+    }
+    this.pump();
+    return result;
+  }
+
+  // ---- resync safety net -------------------------------------------------------------------------------------
+
+  armResync(): void {
+    this.resyncTimer = this.o.timers.setTimer(() => {
+      this.armResync();
+      const { sync } = this;
+      if (sync.link === 'ready' && sync.synced && sync.sync === 'idle')
+        this.dispatchSync({ type: 'sync-wanted' });
+    }, this.o.resyncIntervalMs);
+    // A safety net only: with Node's timers it must not keep a process alive on its own.
+    (this.resyncTimer as { unref?: () => void }).unref?.();
+  }
+
+  whenSynced(): Promise<SyncedEvent> {
+    // Closed first: a closed agent follows nothing, however in sync it was when it stopped.
+    if (this.sync.closed) return Promise.reject(this.closedError());
+    if (this.isIdle()) return Promise.resolve(this.syncedEvent());
+    // Busy now although the last idle moment was announced (a gap read started without an announcement in
+    // between): the next idle moment must be announced again, or this waiter would never be resolved.
+    this.idleAnnounced = false;
+    return new Promise((resolve, reject) => this.syncWaiters.push({ resolve, reject }));
+  }
+
+  /** Stops the machines (they cancel their timers) and the safety net; fails the waiters. */
+  stop(): void {
+    this.dispatchSync({ type: 'close' });
+    this.dispatchDelta({ type: 'close' });
+    this.dispatchReport({ type: 'close' });
+    this.splitter.close();
+    if (this.resyncTimer !== undefined) this.o.timers.clearTimer(this.resyncTimer);
+    const error = this.closedError();
+    for (const waiter of this.syncWaiters.splice(0)) waiter.reject(error);
+  }
 }
 
 /**
@@ -216,10 +689,6 @@ export async function createDeviceAgent<D = JsonObject>(
   options: DeviceAgentOptions<D>,
 ): Promise<DeviceAgent> {
   const o: ResolvedDeviceAgentOptions<D> = resolveDeviceAgentOptions(options);
-  const target: ShadowTarget =
-    o.shadowName === undefined
-      ? { thingName: o.thingName }
-      : { thingName: o.thingName, shadowName: o.shadowName };
   const owned = typeof o.mqtt === 'string' || !('publish' in o.mqtt);
   const client: MqttClient = owned
     ? typeof o.mqtt === 'string'
@@ -229,530 +698,56 @@ export async function createDeviceAgent<D = JsonObject>(
           ...(o.mqtt as { options?: object }).options,
         })
     : (o.mqtt as MqttClient);
-  const telemetryTopic = o.policy.telemetryTopicFor(o.thingName);
+  const runtime = new AgentRuntime(o, client);
 
-  const listeners: { [E in keyof DeviceAgentEvents]: Set<DeviceAgentEvents[E]> } = {
-    delta: new Set(),
-    synced: new Set(),
-    conflict: new Set(),
-    error: new Set(),
-  };
-  const counters = {
-    gets: 0,
-    reportsAccepted: 0,
-    deltasHandled: 0,
-    deltasDiscarded: 0,
-    gaps: 0,
-    telemetryPublished: 0,
-  };
-  const telemetry = createTelemetryBuffer<string>(o.telemetryBufferSize);
-  const intent = createReportedIntent();
-  const splitter = createReportSplitter({
-    policy: o.policy,
-    now: o.clock,
-    timers: o.timers,
-    lastReported: () => intent.wanted,
-    onShadow: (patch) => {
-      intent.change(patch);
-      idleAnnounced = false;
-    },
-    onRechecked: () => pump(),
-  });
-
-  // Connection, reading and ordering: the pure machine's state (see sync-machine.ts), changed only by `dispatch`.
-  // Its `link` is what the agent knows ('connect' seen, no 'close'/'offline' since), not `client.connected`:
-  // mqtt.js sets that before emitting 'connect', and telemetry published then would overtake the buffer.
-  let machine: SyncState = INITIAL_SYNC_STATE;
-  let retryTimer: unknown; // the backoff of a failed read
-  // `reported` as last read or acknowledged, the device's intended `reported`, and what the device applied.
-  let confirmed: JsonObject | undefined;
-  let applied: JsonObject | undefined;
-  let inFlight = false;
-  // After the service refused an update of several leaves: send that many leaves one per update, so only the
-  // refused leaf is given up and the values coalesced with it still reach the shadow. Bounded, so a device that
-  // keeps reporting goes back to one update per round instead of one per leaf.
-  let isolateLeft = 0;
-  const timers = o.timers;
-  let reportTimer: unknown;
-  // Failed report attempts in a row: the next one waits a fully jittered delay (see `backoff`).
-  let reportFailures = 0;
-  // Delta handling.
-  let queued: QueuedDelta | undefined;
-  let handling = false;
-  let lastOutcome: { state: JsonObject; values: JsonObject } | undefined;
-  let failure: { state: JsonObject; attempts: number; final: boolean } | undefined;
-  let handlerRetryTimer: unknown;
-  // Gated values the policy held back, and when to look at them again.
-  let resyncTimer: unknown;
-  let idleAnnounced = false;
-  const syncWaiters: { resolve: (event: SyncedEvent) => void; reject: (error: unknown) => void }[] = [];
-
-  function emit<E extends keyof DeviceAgentEvents>(
-    event: E,
-    ...args: Parameters<DeviceAgentEvents[E]>
-  ): void {
-    for (const listener of listeners[event]) {
-      try {
-        (listener as (...a: Parameters<DeviceAgentEvents[E]>) => void)(...args);
-      } catch {
-        // A listener's failure must not break the agent's state machine.
-      }
-    }
-  }
-
-  /** The wait before the n-th retry of a read or a report: full jitter, as the update engine's retries. */
-  const backoff = (failures: number) =>
-    fullJitterDelay(failures, {
-      baseDelayMs: o.retryBaseDelayMs,
-      maxDelayMs: o.retryMaxDelayMs,
-      random: o.random,
-    });
-
-  const session: ReservedTopicSession = createReservedTopicSession(client, {
-    timeoutMs: o.requestTimeoutMs,
-    qos: o.shadowQos,
-    // ≤ 24 + 1 + 8 bytes: tokens stay within AWS's 64 with the counter.
-    clientTokenPrefix: `${o.thingName.slice(0, 24)}-${randomBytes(4).toString('hex')}`,
-    validate: true,
-    suffixes: DEVICE_SUFFIXES,
-    observe: DEVICE_OBSERVED,
-    // One shadow's five topics: far inside AWS's per-connection quotas, never released.
-    mode: 'per-shadow',
-    maxSubscriptions: 50,
-    maxFiltersPerSubscribe: 8,
-    clock: timers,
-    owner: `the device agent of thing '${o.thingName}'`,
-    onMessage(message) {
-      if (message.kind === 'update/delta') dispatch({ type: 'delta', body: message.body });
-      else if (message.kind === 'update/accepted')
-        dispatch({ type: 'accepted-seen', version: message.body.version });
-    },
-    onInvalid: (error) => emit('error', error, { kind: 'message' }),
-  });
-
-  // ---- the machine's runtime -------------------------------------------------------------------------------
-
-  /** Feeds an event to the pure machine and performs the effects it asks for, in order. */
-  function dispatch(event: SyncEvent): void {
-    const step = stepSync(machine, event);
-    machine = step.state;
-    // Busy again (a read started, the link dropped): the next idle moment is announced again.
-    if (!isIdle()) idleAnnounced = false;
-    for (const effect of step.effects) perform(effect);
-  }
-
-  function perform(effect: SyncEffect): void {
-    switch (effect.type) {
-      case 'subscribe':
-        session.subscribe(target).then(
-          () => dispatch({ type: 'subscribed', epoch: effect.epoch }),
-          (error: unknown) => dispatch({ type: 'subscribe-failed', epoch: effect.epoch, error }),
-        );
-        return;
-      case 'read':
-        (session.request('get', target, {}) as Promise<GetAcceptedBody | undefined>).then(
-          (document) =>
-            dispatch({ type: 'read-answered', epoch: effect.epoch, document, reportInFlight: inFlight }),
-          (error: unknown) => dispatch({ type: 'read-failed', epoch: effect.epoch, error }),
-        );
-        return;
-      case 'start-retry-timer':
-        retryTimer = timers.setTimer(() => {
-          retryTimer = undefined;
-          dispatch({ type: 'retry-due' });
-        }, backoff(effect.retry));
-        return;
-      case 'cancel-retry-timer':
-        if (handlerRetryTimer !== undefined) timers.clearTimer(handlerRetryTimer);
-        retryTimer = undefined;
-        return;
-      case 'adopt':
-        adopt(effect.document, effect.current, effect.keepReported);
-        return;
-      case 'queue-delta': {
-        const { body } = effect;
-        if (!effect.ifNewer || queued === undefined || body.version >= queued.version) {
-          queued = { state: body.state, version: body.version, source: 'delta' };
-        }
-        return;
-      }
-      case 'count':
-        counters[effect.counter]++;
-        return;
-      case 'error':
-        emit('error', effect.error, { kind: effect.kind });
-        return;
-      case 'fail-pending':
-        // The agent's clients connect with a clean session: its subscriptions went with the connection, and
-        // the next connect subscribes again before reading (mqtt.js re-subscribes by itself only when it
-        // reconnects on its own).
-        session.connectionLost('the connection was lost');
-        return;
-      case 'flush-telemetry':
-        flushTelemetry();
-        return;
-      case 'reset-outcome':
-        lastOutcome = undefined; // reconcile with the full delta on every connect
-        return;
-      case 'pump':
-        pump();
-        return;
-    }
-  }
-
-  const requestSync = () => dispatch({ type: 'sync-wanted' });
-
-  /**
-   * Takes a read document as the truth, keeping the device's unconfirmed changes on top of it.
-   * `current`: no newer version was seen and no update is in flight, so the document reflects every update.
-   * `keepReported`: the read is older than the device's last accepted report, which knows `reported` better.
-   */
-  function adopt(document: GetAcceptedBody | undefined, current: boolean, keepReported: boolean): void {
-    if (!keepReported) confirmed = document?.state.reported;
-    intent.rebase(confirmed, { confirm: current });
-    if (document === undefined) return;
-    const delta = document.state.delta;
-    if (queued !== undefined && queued.version > document.version) {
-      // A delta newer than the read arrived meanwhile: keep it.
-    } else if (delta !== undefined && Object.keys(delta).length > 0) {
-      queued = { state: delta, version: document.version, source: 'get' };
-    } else {
-      queued = undefined;
-    }
-  }
-
-  // ---- the work loop ------------------------------------------------------------------------------------------
-
-  function pump(): void {
-    if (machine.closed) return;
-    if (machine.link === 'ready' && machine.synced) {
-      if (queued !== undefined && !handling) void handle(queued);
-      scheduleReport();
-    }
-    announceIfIdle();
-  }
-
-  function isIdle(): boolean {
-    return (
-      machine.link === 'ready' &&
-      machine.synced &&
-      machine.sync === 'idle' &&
-      !handling &&
-      !inFlight &&
-      queued === undefined &&
-      handlerRetryTimer === undefined &&
-      !intent.dirty
-    );
-  }
-
-  /** Callers get copies: changing them must not change the agent's state. */
-  function syncedEvent(): SyncedEvent {
-    return { version: machine.version, reported: copy(confirmed), applied: copy(applied) };
-  }
-
-  function announceIfIdle(): void {
-    if (!isIdle()) {
-      idleAnnounced = false;
-      return;
-    }
-    if (idleAnnounced) return;
-    idleAnnounced = true;
-    const event = syncedEvent();
-    for (const waiter of syncWaiters.splice(0)) waiter.resolve(event);
-    emit('synced', event);
-  }
-
-  // ---- deltas -----------------------------------------------------------------------------------------------
-
-  function refuse(item: QueuedDelta, issues: readonly ValidationIssue[]): void {
-    const error = new ShadowValidationError(
-      `delta of version ${item.version} for thing '${o.thingName}' fails the schema: ${issues
-        .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
-        .join('; ')}`,
-      { ...target, issues },
-    );
-    failure = { state: item.state, attempts: o.maxHandlerAttempts, final: true };
-    setWanted({ [o.errorKey]: { kind: 'schema', version: item.version, message: error.message } });
-    emit('error', error, { kind: 'schema', version: item.version });
-  }
-
-  async function handle(item: QueuedDelta): Promise<void> {
-    queued = undefined;
-    // The service re-publishes the full delta after every update while desired and reported differ. Skip it
-    // when the device has applied and reports every value it asks for (the report is on its way), when the handler
-    // already answered this delta and the device still reports that answer, and when it failed for good
-    // (reporting the failure again would re-publish the delta again: a loop).
-    if (
-      computeDelta(item.state, applied) === undefined &&
-      computeDelta(item.state, intent.wanted) === undefined
-    ) {
-      return pump();
-    }
-    if (
-      lastOutcome !== undefined &&
-      jsonEqual(lastOutcome.state, item.state) &&
-      computeDelta(lastOutcome.values, applied) === undefined &&
-      computeDelta(lastOutcome.values, intent.wanted) === undefined
-    ) {
-      return pump();
-    }
-    if (failure?.final && jsonEqual(failure.state, item.state)) return pump();
-    let delta = item.state as unknown as D;
-    if (o.schema !== undefined) {
-      const checked = checkWithSchema(o.schema, item.state, { ...target, what: 'delta' });
-      if (checked.issues !== undefined) {
-        refuse(item, checked.issues);
-        return pump();
-      }
-      delta = checked.value;
-    }
-    handling = true;
-    emit('delta', { version: item.version, state: item.state, source: item.source });
-    const context: DeltaContext = {
-      version: item.version,
-      thingName: o.thingName,
-      shadowName: o.shadowName,
-      applied: copy(applied),
-      source: item.source,
-    };
-    let result: JsonObject | undefined;
-    let thrown: { error: unknown } | undefined;
-    try {
-      result = ((await o.onDelta(delta, context)) ?? undefined) as JsonObject | undefined;
-      if (result !== undefined && (typeof result !== 'object' || result === null || Array.isArray(result))) {
-        throw new TypeError(
-          `onDelta must return the applied values as an object or nothing, got ${JSON.stringify(result)}`,
-        );
-      }
-    } catch (error) {
-      thrown = { error };
-    }
-    handling = false;
-    if (machine.closed) return;
-    counters.deltasHandled++;
-    if (thrown !== undefined) {
-      onHandlerFailure(item, thrown.error);
-      return pump();
-    }
-    const values = (result ?? item.state) as JsonObject;
-    applied = mergeSection(applied, values);
-    lastOutcome = { state: item.state, values };
-    const patch: JsonObject = { ...values };
-    if (failure !== undefined) {
-      failure = undefined;
-      patch[o.errorKey] = null;
-    }
-    setWanted(patch);
-    const disagrees = Object.keys(item.state).some((key) => {
-      const got = values[key];
-      return got === undefined || !jsonEqual(got, item.state[key] as JsonValue);
-    });
-    if (disagrees)
-      emit('conflict', { version: item.version, desired: item.state, applied: values, error: undefined });
-    pump();
-  }
-
-  function onHandlerFailure(item: QueuedDelta, error: unknown): void {
-    const attempts = failure !== undefined && jsonEqual(failure.state, item.state) ? failure.attempts + 1 : 1;
-    const final = attempts >= o.maxHandlerAttempts;
-    failure = { state: item.state, attempts, final };
-    emit('error', error, { kind: 'handler', version: item.version });
-    if (final) {
-      const message = error instanceof Error ? error.message : String(error);
-      setWanted({ [o.errorKey]: { kind: 'handler', version: item.version, attempts, message } });
-      return;
-    }
-    // One retry at a time: a timer left behind would outlive close() and re-queue its delta later.
-    if (retryTimer !== undefined) timers.clearTimer(retryTimer);
-    const failed = failure;
-    handlerRetryTimer = timers.setTimer(() => {
-      handlerRetryTimer = undefined;
-      // A newer delta that arrived meanwhile supersedes the retry: one waiting, or one handled since (which
-      // replaced or cleared `failure`). Retrying the older one would apply a stale value over a newer one.
-      if (failure === failed) queued ??= item;
-      pump();
-    }, o.handlerRetryDelayMs);
-  }
-
-  // ---- reports ------------------------------------------------------------------------------------------------
-
-  /** Adds values to what the device wants `reported` to hold. */
-  function setWanted(patch: JsonObject): void {
-    intent.change(patch);
-    idleAnnounced = false;
-    pump();
-  }
-
-  function scheduleReport(): void {
-    if (inFlight || reportTimer !== undefined || !intent.dirty) return;
-    reportTimer = timers.setTimer(
-      () => {
-        reportTimer = undefined;
-        void sendReport();
-      },
-      Math.max(o.coalesceMs, reportFailures === 0 ? 0 : backoff(reportFailures)),
-    );
-  }
-
-  async function sendReport(): Promise<void> {
-    if (machine.closed || machine.link !== 'ready' || !machine.synced || inFlight) return;
-    const update = intent.pending(isolateLeft > 0 ? 1 : undefined);
-    if (update === undefined) {
-      isolateLeft = 0;
-      return pump();
-    }
-    const patch = update.patch;
-    inFlight = true;
-    const epoch = machine.epoch;
-    try {
-      const accepted: UpdateAcceptedBody = (await session.request('update', target, {
-        state: { reported: patch },
-      })) as UpdateAcceptedBody;
-      if (epoch === machine.epoch) confirmed = mergeSection(confirmed, patch);
-      intent.acknowledge(update.sent);
-      if (isolateLeft > 0) isolateLeft--;
-      counters.reportsAccepted++;
-      reportFailures = 0;
-      dispatch({ type: 'report-accepted', epoch, version: accepted.version });
-    } catch (error) {
-      if (
-        isShadowError(error) &&
-        (isRetryable(error) || error.code === 'TIMEOUT' || error.code === 'TRANSPORT')
-      ) {
-        // Lost, throttled or a service failure: send again (reported updates without version are safe to repeat).
-        reportFailures++;
-        if (error.code === 'TIMEOUT' || error.code === 'TRANSPORT') {
-          // Applied or not? Only a read can tell.
-          intent.unsure();
-          requestSync();
-        }
-      } else if (isShadowError(error) && error.code === 'CONFLICT') {
-        emit('conflict', { version: machine.version, desired: undefined, applied: undefined, error });
-        requestSync();
-      } else if (update.sent.length > 1) {
-        // The service refuses this content (too large, too deep...), maybe because of one leaf: find it.
-        isolateLeft = update.sent.length;
-      } else {
-        // The service refuses this leaf: drop it, or it would be refused forever.
-        intent.discardLeaves(update.sent, confirmed);
-        if (isolateLeft > 0) isolateLeft--;
-        emit('error', error, { kind: 'report' });
-      }
-    } finally {
-      inFlight = false;
-    }
-    pump();
-  }
-
-  // ---- telemetry ----------------------------------------------------------------------------------------------
-
-  function publishTelemetry(payload: string): void {
-    client.publish(telemetryTopic, payload, { qos: o.telemetryQos }, (error) => {
-      if (error) emit('error', error, { kind: 'telemetry' });
-    });
-    counters.telemetryPublished++;
-  }
-
-  function flushTelemetry(): void {
-    for (const payload of telemetry.drain()) publishTelemetry(payload);
-  }
-
-  // ---- connection ---------------------------------------------------------------------------------------------
-
-  function onConnect(): void {
+  const onConnect = () => {
     (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
-    dispatch({ type: 'connected' });
-  }
-
-  const onDisconnect = () => dispatch({ type: 'disconnected' });
-
-  const onConnectListener = () => onConnect();
+    runtime.dispatchSync({ type: 'connected' });
+  };
+  const onDisconnect = () => runtime.dispatchSync({ type: 'disconnected' });
   // Without an 'error' listener an EventEmitter throws; the client reconnects by itself, so only report it.
-  const onClientError = (error: Error) => emit('error', error, { kind: 'connection' });
-  client.on('connect', onConnectListener);
+  const onClientError = (error: Error) => runtime.emit('error', error, { kind: 'connection' });
+  client.on('connect', onConnect);
   client.on('close', onDisconnect);
   client.on('offline', onDisconnect);
   client.on('error', onClientError);
   if (client.connected) onConnect();
-
-  if (o.resyncIntervalMs > 0) {
-    // A safety net only: with Node's timers it must not keep a process alive on its own.
-    const arm = () => {
-      resyncTimer = timers.setTimer(resync, o.resyncIntervalMs);
-      (resyncTimer as { unref?: () => void }).unref?.();
-    };
-    const resync = () => {
-      arm();
-      if (machine.link === 'ready' && machine.synced && machine.sync === 'idle') requestSync();
-    };
-    arm();
-  }
+  if (o.resyncIntervalMs > 0) runtime.armResync();
 
   return {
-    report(values) {
-      if (machine.closed)
-        throw new ShadowTransportError(`the device agent of thing '${o.thingName}' is closed`, target);
-      const now = o.clock();
-      const result = splitter.split(values);
-      if (result.telemetry !== undefined) {
-        const payload = JSON.stringify({ state: result.telemetry, timestamp: now });
-        if (machine.link !== 'down') publishTelemetry(payload);
-        else telemetry.push(payload);
-      }
-      pump();
-      return result;
-    },
+    report: (values) => runtime.report(values),
     on(event, listener) {
-      listeners[event].add(listener);
+      runtime.listeners[event].add(listener);
       return () => {
-        listeners[event].delete(listener);
+        runtime.listeners[event].delete(listener);
       };
     },
-    applied: () => copy(applied),
+    applied: () => copy(runtime.deltas.applied),
     status: () => ({
-      connected: machine.link === 'ready',
-      synced: isIdle(),
-      version: machine.version,
-      reported: copy(confirmed),
-      pending: intent.dirty,
+      connected: runtime.sync.link === 'ready',
+      synced: runtime.isIdle(),
+      version: runtime.sync.version,
+      reported: copy(runtime.confirmed),
+      pending: runtime.intent.dirty,
     }),
     stats: () => ({
-      ...counters,
-      telemetryBuffered: telemetry.size,
-      telemetryDropped: telemetry.dropped,
+      ...runtime.counters,
+      telemetryBuffered: runtime.telemetry.size,
+      telemetryDropped: runtime.telemetry.dropped,
     }),
-    whenSynced() {
-      // Closed first: a closed agent follows nothing, however in sync it was when it stopped.
-      if (machine.closed) {
-        return Promise.reject(
-          new ShadowTransportError(`the device agent of thing '${o.thingName}' is closed`, target),
-        );
-      }
-      if (isIdle()) return Promise.resolve(syncedEvent());
-      // Busy now although the last idle moment was announced (a gap read started without an announcement in
-      // between): the next idle moment must be announced again, or this waiter would never be resolved.
-      idleAnnounced = false;
-      return new Promise((resolve, reject) => syncWaiters.push({ resolve, reject }));
-    },
+    whenSynced: () => runtime.whenSynced(),
     async close() {
-      if (machine.closed) return;
-      dispatch({ type: 'close' });
-      splitter.close();
-      for (const timer of [reportTimer, handlerRetryTimer, resyncTimer])
-        if (timer !== undefined) timers.clearTimer(timer);
-      client.removeListener('connect', onConnectListener);
+      if (runtime.sync.closed) return;
+      runtime.stop();
+      client.removeListener('connect', onConnect);
       client.removeListener('close', onDisconnect);
       client.removeListener('offline', onDisconnect);
       client.removeListener('error', onClientError);
-      const closedError = new ShadowTransportError(
-        `the device agent of thing '${o.thingName}' is closed`,
-        target,
-      );
-      for (const waiter of syncWaiters.splice(0)) waiter.reject(closedError);
-      await session.close();
+      await runtime.session.close();
       if (owned) {
         // A graceful end waits for every in-flight QoS 1 message, forever on a link that went silent: wait
         // for them at most the request timeout, then end the client by force.
+        const timers = o.timers;
         const drained = await new Promise<boolean>((resolve) => {
           if (Object.keys(client.outgoing).length === 0) return resolve(true);
           const onEmpty = () => {

@@ -12,8 +12,9 @@
  *   at most twice in a row, then adopted; a 404 once a version is known counts as such an older read;
  * - a failed read is retried after a backoff timer (full jitter, computed by the runtime from the retry count);
  *   a disconnect or close cancels the wait;
- * - deltas: before the first read completes, the newest is kept; after it, one older than the newest version
- *   is discarded (`<`, not `<=`), one that skips a version triggers a read, any other is queued;
+ * - deltas: before the first read completes, the newest is kept and its version counts as seen; after it, one
+ *   older than the newest version is discarded (`<`, not `<=`), one that skips a version triggers a read, any
+ *   other is queued;
  * - any `update/accepted` that skips a version triggers a read.
  */
 import type { DeltaBody, GetAcceptedBody } from '../core/document.js';
@@ -251,7 +252,11 @@ export function stepSync(state: SyncState, event: SyncEvent): SyncStep {
       const { body } = event;
       if (!state.synced) {
         // A read is under way or will start on connect; keep the newest delta in case it is newer than the read.
+        // Its version is seen: a read older than it is read again, and a delta older than it, reordered behind
+        // it, is discarded once the read is in (else the handler would apply the older value after the newer).
         effects.push({ type: 'queue-delta', body, ifNewer: true });
+        if (state.version === undefined || body.version > state.version)
+          next = { ...state, version: body.version };
         break;
       }
       if (state.version !== undefined && body.version < state.version) {

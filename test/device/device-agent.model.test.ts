@@ -1,119 +1,33 @@
 /**
  * Model-based test of the device agent (fc.commands) on fake time: random sequences of app writes, device
- * reports, disconnects and reconnects, and deliveries of the service's messages dropped, duplicated or in any
- * order, with the agent's clock advanced in between (request timeouts, backoff, coalescing, resyncs).
+ * reports, disconnects and reconnects, deliveries of the service's messages dropped, duplicated or in any
+ * order, injected refusals (429 and 5xx on updates and reads, 413 for an update too large or carrying a poison
+ * leaf) and handler failures, with the agent's clock advanced in between (request timeouts, jittered backoff,
+ * coalescing, handler retries, resyncs).
  *
- * The broker and service are a TEST DOUBLE (an mqtt.js-like client whose "service" applies the pure core's
- * rules and holds every message for the device in an inbox the commands deliver from); the same agent runs
- * against the real service and broker in convergence.test.ts.
+ * The broker and service are a TEST DOUBLE (see inbox-service-double.ts); the same agent runs against the real
+ * service and broker in convergence.test.ts.
  *
- * After each command: whatever the agent applied was desired at some point. After the sequence, with
- * delivery made reliable again: the agent converges (applied and reported match desired, and the device's own
- * reports reach the shadow).
+ * After each command: whatever the agent applied was desired at some point, and the handler never gets a delta
+ * older than one it was given before. After the sequence, with delivery made reliable and faults stopped: the
+ * agent converges (applied and reported match the last desired), and every value the device reported reaches
+ * the shadow (none lost across a 413, a throttle, a timeout or a reconnect) except a poison value the service
+ * refuses on its own.
  */
-import { EventEmitter } from 'node:events';
 import fc from 'fast-check';
 import type { MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
-import { applyUpdate } from '../../src/core/apply-update.js';
 import { computeDelta } from '../../src/core/delta.js';
-import type { JsonObject, JsonValue, ShadowRecord } from '../../src/core/document.js';
-import { getDocument } from '../../src/core/get-document.js';
+import type { JsonObject, JsonValue } from '../../src/core/document.js';
 import { jsonEqual } from '../../src/core/json-equal.js';
-import { parseShadowTopic, shadowTopic } from '../../src/core/topics.js';
 import { createDeviceAgent, type DeviceAgent } from '../../src/device/index.js';
 import { createFakeClock, type FakeClock, flush } from '../support/fake-clock.js';
+import { InboxServiceDouble } from './inbox-service-double.js';
 
 const target = { thingName: 'model' };
-
-/** TEST DOUBLE: a client whose service answers into an inbox that the commands deliver from. */
-class InboxServiceDouble extends EventEmitter {
-  record: ShadowRecord | undefined;
-  connected = true;
-  readonly stream = undefined;
-  inbox: { topic: string; payload: Buffer }[] = [];
-  constructor(private readonly clock: FakeClock) {
-    super();
-  }
-
-  private send(suffix: Parameters<typeof shadowTopic>[1], body: unknown): void {
-    if (!this.connected) return;
-    this.inbox.push({ topic: shadowTopic(target, suffix), payload: Buffer.from(JSON.stringify(body)) });
-  }
-
-  update(request: unknown): void {
-    const result = applyUpdate(this.record, request, { target, now: this.clock.now() });
-    if (!result.ok) {
-      const { code, message, clientToken } = result.rejection;
-      this.send('update/rejected', { code, message, timestamp: 1, ...(clientToken ? { clientToken } : {}) });
-      return;
-    }
-    this.record = result.shadow;
-    this.send('update/accepted', result.accepted);
-    if (result.delta !== undefined) this.send('update/delta', result.delta);
-  }
-
-  publish(topic: string, payload: string, _options: unknown, callback?: (error?: Error) => void): this {
-    if (!this.connected) {
-      callback?.(new Error('client disconnecting'));
-      return this;
-    }
-    callback?.();
-    const parsed = parseShadowTopic(topic);
-    if (parsed === undefined || parsed.response !== undefined) return this;
-    const body = payload.length === 0 ? {} : (JSON.parse(payload) as { clientToken?: string });
-    if (parsed.operation === 'update') this.update(body);
-    if (parsed.operation === 'get') {
-      const result = getDocument(this.record, {
-        target,
-        now: this.clock.now(),
-        ...(body.clientToken === undefined ? {} : { clientToken: body.clientToken }),
-      });
-      if (result.ok) this.send('get/accepted', result.body);
-      else
-        this.send('get/rejected', {
-          code: 404,
-          message: result.rejection.message,
-          clientToken: body.clientToken,
-        });
-    }
-    return this;
-  }
-
-  async subscribeAsync(topics: string[], options: { qos: number }) {
-    if (!this.connected) throw new Error('client disconnecting');
-    return topics.map((topic) => ({ topic, qos: options.qos }));
-  }
-
-  async unsubscribeAsync() {
-    return undefined;
-  }
-
-  take(index: number, keep: boolean): void {
-    if (this.inbox.length === 0) return;
-    const at = index % this.inbox.length;
-    const message = this.inbox[at] as { topic: string; payload: Buffer };
-    if (!keep) this.inbox.splice(at, 1);
-    this.emit('message', message.topic, message.payload);
-  }
-
-  drop(index: number): void {
-    if (this.inbox.length > 0) this.inbox.splice(index % this.inbox.length, 1);
-  }
-
-  disconnect(): void {
-    if (!this.connected) return;
-    this.connected = false;
-    this.inbox = []; // in flight on a broken link
-    this.emit('close');
-  }
-
-  reconnect(): void {
-    if (this.connected) return;
-    this.connected = true;
-    this.emit('connect');
-  }
-}
+/** The service refuses (413) an update setting `blob` to this, alone or with others. */
+const POISON = 9;
+const MAX_HANDLER_ATTEMPTS = 3;
 
 interface Real {
   service: InboxServiceDouble;
@@ -123,6 +37,12 @@ interface Real {
   written: Map<string, JsonValue[]>;
   /** The newest value the device reported per key. */
   reported: Map<string, JsonValue>;
+  /** Versions of the deltas handed to the handler, in order. */
+  handled: number[];
+  /** Handler calls left to fail. */
+  failHandler: number;
+  /** Handler failures in a row: kept below maxHandlerAttempts, so every failure stays retryable. */
+  streak: number;
 }
 type Model = Record<string, never>;
 
@@ -135,7 +55,7 @@ class AppWrite implements fc.AsyncCommand<Model, Real> {
   async run(_m: Model, r: Real) {
     for (const [key, v] of Object.entries(this.patch)) r.written.get(key)?.push(v) ?? r.written.set(key, [v]);
     r.service.update({ state: { desired: this.patch } }); // the app over HTTP: no link needed
-    checkApplied(r);
+    check(r);
   }
   toString = () => `AppWrite(${JSON.stringify(this.patch)})`;
 }
@@ -146,7 +66,7 @@ class Report implements fc.AsyncCommand<Model, Real> {
   async run(_m: Model, r: Real) {
     for (const [key, v] of Object.entries(this.values)) r.reported.set(key, v);
     r.agent.report(this.values);
-    checkApplied(r);
+    check(r);
   }
   toString = () => `Report(${JSON.stringify(this.values)})`;
 }
@@ -161,7 +81,7 @@ class Deliver implements fc.AsyncCommand<Model, Real> {
     if (this.mode === 'drop') r.service.drop(this.index);
     else r.service.take(this.index, this.mode === 'duplicate');
     await flush();
-    checkApplied(r);
+    check(r);
   }
   toString = () => `${this.mode}(${this.index})`;
 }
@@ -173,7 +93,7 @@ class Link implements fc.AsyncCommand<Model, Real> {
     if (this.up) r.service.reconnect();
     else r.service.disconnect();
     await flush();
-    checkApplied(r);
+    check(r);
   }
   toString = () => (this.up ? 'Reconnect' : 'Disconnect');
 }
@@ -183,31 +103,66 @@ class Advance implements fc.AsyncCommand<Model, Real> {
   check = () => true;
   async run(_m: Model, r: Real) {
     await r.clock.advance(this.ms);
-    checkApplied(r);
+    check(r);
   }
   toString = () => `Advance(${this.ms})`;
+}
+
+/** The service answers the device's next update or read with an error (throttled, failing). */
+class Fault implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly operation: 'update' | 'get',
+    readonly code: number,
+  ) {}
+  check = () => true;
+  async run(_m: Model, r: Real) {
+    (this.operation === 'update' ? r.service.updateFaults : r.service.getFaults).push(this.code);
+  }
+  toString = () => `Fault(${this.operation}, ${this.code})`;
+}
+
+/** The handler's next call throws. */
+class HandlerFails implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(_m: Model, r: Real) {
+    if (r.streak + r.failHandler < MAX_HANDLER_ATTEMPTS - 1) r.failHandler++;
+  }
+  toString = () => 'HandlerFails';
 }
 
 const commands = [
   fc.dictionary(keys, value, { minKeys: 1, maxKeys: 2 }).map((patch) => new AppWrite(patch as JsonObject)),
   fc
-    .dictionary(fc.constantFrom('uptime', 'rssi'), fc.integer({ min: 0, max: 9 }), { minKeys: 1 })
+    .dictionary(fc.constantFrom('uptime', 'rssi', 'blob', 'fw'), fc.integer({ min: 0, max: 9 }), {
+      minKeys: 1,
+    })
     .map((values) => new Report(values)),
   fc
     .tuple(fc.nat(20), fc.constantFrom('deliver', 'deliver', 'deliver', 'duplicate', 'drop'))
     .map(([index, mode]) => new Deliver(index, mode as 'deliver' | 'duplicate' | 'drop')),
   fc.boolean().map((up) => new Link(up)),
   fc.constantFrom(0, 1, 50, 500, 6_000).map((ms) => new Advance(ms)),
+  fc
+    .tuple(fc.constantFrom('update' as const, 'get' as const), fc.constantFrom(429, 500, 503))
+    .map(([operation, code]) => new Fault(operation, code)),
+  fc.constant(new HandlerFails()),
 ];
 
-/** Whatever the agent applied was desired at some point (handlers apply deltas as asked). */
-function checkApplied(r: Real): void {
+/** Invariants after every command. */
+function check(r: Real): void {
+  // Whatever the agent applied was desired at some point (handlers apply deltas as asked).
   for (const [key, v] of Object.entries(r.agent.applied() ?? {})) {
     expect(r.written.get(key)?.some((w) => jsonEqual(w, v))).toBe(true);
   }
+  // No delta older than one already handed to the handler (a retry hands the same version again).
+  for (let i = 1; i < r.handled.length; i++)
+    expect(r.handled[i] as number).toBeGreaterThanOrEqual(r.handled[i - 1] as number);
 }
 
 async function settle(r: Real): Promise<void> {
+  r.service.updateFaults.length = 0;
+  r.service.getFaults.length = 0;
+  r.failHandler = 0;
   r.service.reconnect();
   for (let round = 0; round < 400; round++) {
     while (r.service.inbox.length > 0) {
@@ -224,6 +179,18 @@ async function settle(r: Real): Promise<void> {
   }
 }
 
+/** A small seeded generator, so that the jitter of every backoff is random yet replayable. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
 /** Replays a failing run: MODEL_SEED=<seed> MODEL_PATH=<path> npx vitest run test/device/device-agent.model.test.ts */
 const replay =
   process.env.MODEL_SEED === undefined
@@ -231,38 +198,77 @@ const replay =
     : { seed: Number(process.env.MODEL_SEED), path: process.env.MODEL_PATH ?? '0', endOnFailure: true };
 
 describe('device agent, model-based on fake time (fc.commands over a service test double)', () => {
-  it('through reconnects, drops, duplicates and reorders it only applies desired values, then converges', async () => {
+  it('through reconnects, drops, duplicates, reorders, 413s, throttles and handler failures it only applies desired values in version order, then converges without losing a report', async () => {
+    let sawTooLarge = 0;
     await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 40 }), async (cmds) => {
-        const clock = createFakeClock();
-        const service = new InboxServiceDouble(clock);
-        const agent = await createDeviceAgent({
-          thingName: target.thingName,
-          mqtt: service as unknown as MqttClient,
-          clock,
-          random: () => 0.5,
-          requestTimeoutMs: 5_000,
-          resyncIntervalMs: 10_000, // the safety net for dropped deltas, on fake time
-          onDelta: (delta) => delta,
-        });
-        const real: Real = { service, agent, clock, written: new Map(), reported: new Map() };
-        try {
-          await fc.asyncModelRun(() => ({ model: {}, real }), cmds);
-          await settle(real);
-          const stored = service.record as
-            | { state: { desired?: JsonObject; reported?: JsonObject } }
-            | undefined;
-          expect(agent.status().synced).toBe(true);
-          expect(computeDelta(stored?.state.desired, agent.applied())).toBeUndefined();
-          expect(computeDelta(stored?.state.desired, stored?.state.reported)).toBeUndefined();
-          for (const [key, v] of real.reported) expect(stored?.state.reported?.[key]).toEqual(v);
-        } finally {
-          const closing = agent.close();
-          await clock.advance(10_000);
-          await closing;
-        }
-      }),
-      { numRuns: 150, ...replay },
+      fc.asyncProperty(
+        fc.commands(commands, { maxCommands: 80, size: 'max' }),
+        fc.nat(),
+        async (cmds, seed) => {
+          const clock = createFakeClock();
+          // 413 for more than 3 leaves in one update (the 128 KB limit in small) and for blob = POISON.
+          const service = new InboxServiceDouble(clock, target, {
+            maxReportedLeaves: 3,
+            poison: { key: 'blob', value: POISON },
+          });
+          const real: Real = {
+            service,
+            agent: undefined as unknown as DeviceAgent,
+            clock,
+            written: new Map(),
+            reported: new Map(),
+            handled: [],
+            failHandler: 0,
+            streak: 0,
+          };
+          const agent = await createDeviceAgent({
+            thingName: target.thingName,
+            mqtt: service as unknown as MqttClient,
+            clock,
+            random: seededRandom(seed),
+            requestTimeoutMs: 5_000,
+            resyncIntervalMs: 10_000, // the safety net for dropped deltas, on fake time
+            handlerRetryDelayMs: 200,
+            maxHandlerAttempts: MAX_HANDLER_ATTEMPTS,
+            onDelta: (delta, context) => {
+              real.handled.push(context.version);
+              if (real.failHandler > 0) {
+                real.failHandler--;
+                real.streak++;
+                throw new Error('actuator busy');
+              }
+              real.streak = 0;
+              return delta;
+            },
+          });
+          real.agent = agent;
+          try {
+            await fc.asyncModelRun(() => ({ model: {}, real }), cmds);
+            await settle(real);
+            sawTooLarge += service.refusedTooLarge;
+            const stored = service.record as
+              | { state: { desired?: JsonObject; reported?: JsonObject } }
+              | undefined;
+            expect(agent.status().synced).toBe(true);
+            expect(computeDelta(stored?.state.desired, agent.applied())).toBeUndefined();
+            expect(computeDelta(stored?.state.desired, stored?.state.reported)).toBeUndefined();
+            for (const [key, v] of real.reported) {
+              if (key === 'blob' && v === POISON) {
+                expect(stored?.state.reported?.blob).not.toBe(POISON);
+                continue;
+              }
+              expect(stored?.state.reported?.[key]).toEqual(v);
+            }
+          } finally {
+            const closing = agent.close();
+            await clock.advance(10_000);
+            await closing;
+          }
+        },
+      ),
+      { numRuns: 1000, ...replay },
     );
+    // The 413 path was exercised, not only generated.
+    expect(sawTooLarge).toBeGreaterThan(0);
   }, 120_000);
 });

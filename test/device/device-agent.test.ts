@@ -225,8 +225,14 @@ describe('device agent: handler failures and schema', () => {
 
   it('retries a failing handler a bounded number of times, then reports the failure and stops', async () => {
     let calls = 0;
+    // The agent's own connection, so the test sees the deltas it receives, right after it handled them.
+    const client = await mqttClient(service.mqttUrl, 'broken');
+    clients.push(client);
+    let newestDelta = 0;
+    const deltaTopic = shadowTopic({ thingName: 'broken' }, 'update/delta');
     const agent = await agentFor({
       thingName: 'broken',
+      mqtt: client,
       maxHandlerAttempts: 3,
       handlerRetryDelayMs: 20,
       onDelta: () => {
@@ -234,16 +240,28 @@ describe('device agent: handler failures and schema', () => {
         throw new Error('relay stuck');
       },
     });
+    // Added after the agent's listener: runs once the agent has handled the message (it does so synchronously).
+    client.on('message', (topic, payload) => {
+      if (topic === deltaTopic) newestDelta = Math.max(newestDelta, JSON.parse(payload.toString()).version);
+    });
     await agent.whenSynced();
     await writeDesired(sdk, 'broken', { power: 'on' });
     await waitFor(
       async () => (await readShadow(sdk, 'broken'))?.state.reported?.deviceAgentError !== undefined,
       'the failure reported',
     );
-    const error = (await readShadow(sdk, 'broken'))?.state.reported?.deviceAgentError;
-    expect(error).toMatchObject({ kind: 'handler', attempts: 3, message: 'relay stuck' });
-    // The failure report re-publishes the same delta; it is not handled again.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    const shadow = await readShadow(sdk, 'broken');
+    expect(shadow?.state.reported?.deviceAgentError).toMatchObject({
+      kind: 'handler',
+      attempts: 3,
+      message: 'relay stuck',
+    });
+    // The failure report re-publishes the same delta (at the report's version); once the agent got it, it has
+    // not handled it again.
+    await waitFor(
+      () => newestDelta >= (shadow?.version ?? 0),
+      'the delta re-published by the failure report',
+    );
     expect(calls).toBe(3);
     await agent.whenSynced();
   });

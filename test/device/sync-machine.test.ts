@@ -100,6 +100,27 @@ describe('sync machine: examples', () => {
     ]);
   });
 
+  it('counts a delta that came before the first read as seen: an older one reordered behind it is discarded', () => {
+    // Found by the agent's model test: delta 2 before the read, a 404 read (sent before the shadow existed),
+    // then delta 1: the handler applied 2, then the older 1 over it.
+    const { state, effects } = run([
+      { type: 'connected' },
+      { type: 'subscribed', epoch: 1 },
+      { type: 'delta', body: delta(2) },
+      { type: 'read-answered', epoch: 1, document: undefined, reportInFlight: false },
+    ]);
+    expect(state.version).toBe(2);
+    expect(types(effects)).toContain('read'); // the 404 is older than delta 2: read again
+    const after = run(
+      [
+        { type: 'read-answered', epoch: 1, document: doc(3), reportInFlight: false },
+        { type: 'delta', body: delta(1) },
+      ],
+      state,
+    );
+    expect(after.effects.at(-1)).toEqual({ type: 'count', counter: 'deltasDiscarded' });
+  });
+
   it('re-reads an answer older than a version already seen at most twice, then adopts it', () => {
     const reading = run([
       { type: 'connected' },

@@ -201,4 +201,25 @@ describe('startBroker', () => {
     await broker.close();
     await ended;
   }, 10_000);
+
+  it('routes a long run of messages nobody subscribes to behind saturated deliveries without overflowing the stack', async () => {
+    // mqemitter starts each queued message from the completion of the one before, synchronously when nobody
+    // subscribes: before the fix, 50,000 such messages queued behind `concurrency` in-flight deliveries
+    // recursed until "Maximum call stack size exceeded" (aedes' nextBatch at 5,000+ device agents).
+    const broker = await startBroker({ concurrency: 10 });
+    const subscriber = await connectTestClient(broker.url, { clientId: 'busy-reader' });
+    try {
+      await subscriber.subscribe('busy');
+      const routed = [
+        ...Array.from({ length: 10 }, () => broker.publish('busy', 'x')),
+        ...Array.from({ length: 50_000 }, (_, i) => broker.publish(`nobody/${i}`, 'x')),
+      ];
+      await Promise.all(routed);
+      expect(routed).toHaveLength(50_010);
+      expect((await subscriber.takeMany('busy', 10)).length).toBe(10);
+    } finally {
+      await subscriber.close();
+      await broker.close();
+    }
+  }, 30_000);
 });
