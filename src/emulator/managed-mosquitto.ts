@@ -55,6 +55,12 @@ export interface ManagedMosquittoOptions {
    */
   maxPacketBytes?: number;
   /**
+   * mosquitto `message_size_limit`: largest PUBLISH payload accepted, AWS IoT's 128 KB message size. A larger
+   * payload is dropped (MQTT 5 QoS 1: PUBACK 0x95) and never reaches the shadow service; the connection stays.
+   * @defaultValue 131072
+   */
+  maxPayloadBytes?: number;
+  /**
    * QoS 1 messages kept for an offline persistent session (mosquitto's default of 1000 would drop a burst
    * sent while the service reconnects).
    * @defaultValue 100000
@@ -125,6 +131,7 @@ export const DEFAULT_MANAGED_MOSQUITTO_OPTIONS = Object.freeze({
   autoRestart: true,
   restartDelayMs: 200,
   maxPacketBytes: 128 * 1024 + 1024,
+  maxPayloadBytes: 128 * 1024,
   maxQueuedMessages: 100_000,
   startTimeoutMs: 10_000,
 });
@@ -138,6 +145,7 @@ const KEYS = new Set([
   'autoRestart',
   'restartDelayMs',
   'maxPacketBytes',
+  'maxPayloadBytes',
   'maxQueuedMessages',
   'binary',
   'startTimeoutMs',
@@ -188,6 +196,7 @@ export interface ResolvedManagedMosquittoOptions {
   autoRestart: boolean;
   restartDelayMs: number;
   maxPacketBytes: number;
+  maxPayloadBytes: number;
   maxQueuedMessages: number;
   binary: string | undefined;
   startTimeoutMs: number;
@@ -240,6 +249,10 @@ export function resolveManagedMosquittoOptions(
     maxPacketBytes: positiveInteger(
       options.maxPacketBytes ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.maxPacketBytes,
       'maxPacketBytes',
+    ),
+    maxPayloadBytes: positiveInteger(
+      options.maxPayloadBytes ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.maxPayloadBytes,
+      'maxPayloadBytes',
     ),
     maxQueuedMessages: positiveInteger(
       options.maxQueuedMessages ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.maxQueuedMessages,
@@ -422,6 +435,7 @@ export async function startManagedMosquitto(
             }),
         persistence: resolved.persistence,
         maxPacketBytes: resolved.maxPacketBytes,
+        maxPayloadBytes: resolved.maxPayloadBytes,
         maxQueuedMessages: resolved.maxQueuedMessages,
         ...(process.getuid?.() === 0 ? { runAsUser: 'root' } : {}),
       });

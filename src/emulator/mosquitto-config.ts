@@ -49,6 +49,11 @@ export interface MosquittoConfigInput {
   persistence: boolean;
   /** mosquitto `max_packet_size` in bytes. */
   maxPacketBytes: number;
+  /**
+   * mosquitto `message_size_limit`: the largest PUBLISH payload accepted (AWS IoT's 128 KB message size); a
+   * larger one is dropped, never routed to the service (see {@link mosquittoConfig}).
+   */
+  maxPayloadBytes: number;
   /** mosquitto `max_queued_messages` per offline persistent session. */
   maxQueuedMessages: number;
   /**
@@ -131,6 +136,12 @@ export function mosquittoConfig(input: MosquittoConfigInput): MosquittoFiles {
     // Nagle off on every accepted socket (see DESIGN: 88 ms -> 0.35 ms per round trip on loopback).
     'set_tcp_nodelay true',
     `max_packet_size ${input.maxPacketBytes}`,
+    // AWS IoT's 128 KB message size, on the payload alone (max_packet_size counts the topic and properties too,
+    // so it cannot draw the line at exactly 128 KB). mosquitto 2.0 drops a larger payload (handle_publish.c:
+    // not routed, so never applied to a shadow), completes the QoS 1 flow with PUBACK reason code 0x95 Packet
+    // too large for an MQTT 5 client (a plain PUBACK for 3.1.1) and keeps the connection; AWS IoT closes it
+    // instead, as the embedded broker does. A packet above max_packet_size closes the connection here too.
+    `message_size_limit ${input.maxPayloadBytes}`,
     `max_queued_messages ${input.maxQueuedMessages}`,
     // AWS IoT ends a persistent session an hour after its client disconnected (its default expiry): MQTT 3.1.1
     // sessions here too (MQTT 5 clients set their own session expiry interval).

@@ -19,6 +19,7 @@ const BASE = {
   service: { username: 'svc', password: 'pw' },
   persistence: false,
   maxPacketBytes: 132_096,
+  maxPayloadBytes: 131_072,
   maxQueuedMessages: 100_000,
   salt: Buffer.alloc(12, 1),
 };
@@ -54,6 +55,8 @@ describe('mosquitto configuration generated from the device policy', () => {
     );
     expect(conf).toContain('listener 1883 127.0.0.1\nallow_anonymous true\n');
     expect(conf).toContain('max_packet_size 132096');
+    // AWS IoT's 128 KB on the payload alone: a larger one is dropped (never applied), see mosquitto-config.ts.
+    expect(conf).toContain('message_size_limit 131072');
     expect(conf).toContain('set_tcp_nodelay true');
     expect(conf).toContain('persistent_client_expiration 1h');
     expect(files['service.passwd']).toBe(`${mosquittoPasswordLine('svc', 'pw', BASE.salt)}\n`);
@@ -97,6 +100,7 @@ describe('mosquitto configuration generated from the device policy', () => {
     [{ auth: { telemetryTopics: ['a/%c/b'] } }, 'cannot go into a mosquitto ACL'],
     [{ auth: { serviceCredentials: { username: 'a b', password: 'x' } } }, 'must not contain spaces'],
     [{ maxPacketBytes: 0 }, 'maxPacketBytes must be a positive integer'],
+    [{ maxPayloadBytes: 1.5 }, 'maxPayloadBytes must be a positive integer'],
     [{ colour: 'red' }, "unknown managed mosquitto option 'colour'"],
   ])('rejects %j', (options, message) => {
     let error: unknown;
