@@ -56,7 +56,8 @@ export interface ManagedMosquittoOptions {
   maxPacketBytes?: number;
   /**
    * mosquitto `message_size_limit`: largest PUBLISH payload accepted, AWS IoT's 128 KB message size. A larger
-   * payload is dropped (MQTT 5 QoS 1: PUBACK 0x95) and never reaches the shadow service; the connection stays.
+   * payload is dropped and never reaches the shadow service (MQTT 3.1.1 QoS 1: acknowledged; MQTT 5 QoS 1:
+   * PUBACK 0x95, on which mqtt.js ends the connection; see mosquitto-config.ts).
    * @defaultValue 131072
    */
   maxPayloadBytes?: number;

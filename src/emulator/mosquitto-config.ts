@@ -138,9 +138,10 @@ export function mosquittoConfig(input: MosquittoConfigInput): MosquittoFiles {
     `max_packet_size ${input.maxPacketBytes}`,
     // AWS IoT's 128 KB message size, on the payload alone (max_packet_size counts the topic and properties too,
     // so it cannot draw the line at exactly 128 KB). mosquitto 2.0 drops a larger payload (handle_publish.c:
-    // not routed, so never applied to a shadow), completes the QoS 1 flow with PUBACK reason code 0x95 Packet
-    // too large for an MQTT 5 client (a plain PUBACK for 3.1.1) and keeps the connection; AWS IoT closes it
-    // instead, as the embedded broker does. A packet above max_packet_size closes the connection here too.
+    // not routed, so never applied to a shadow): a QoS 0 one silently, a QoS 1 one with a plain PUBACK over MQTT
+    // 3.1.1 (the connection stays) and, over MQTT 5, a PUBACK with reason code 0x95, which MQTT 5 does not allow
+    // in a PUBACK, so strict clients such as mqtt.js end the connection on it. AWS IoT closes the connection on
+    // an oversized message, as the embedded broker does; a packet above max_packet_size is closed here too.
     `message_size_limit ${input.maxPayloadBytes}`,
     `max_queued_messages ${input.maxQueuedMessages}`,
     // AWS IoT ends a persistent session an hour after its client disconnected (its default expiry): MQTT 3.1.1

@@ -153,13 +153,18 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
 
   it("a device subscribed to another thing's shadow receives nothing from it (mosquitto grants, then filters)", async () => {
     const snoop = await device('snoop');
+    const snoop3 = await device('snoop3', 4);
     const victim = await device('target');
-    // mosquitto's ACL file is checked on delivery, not on SUBSCRIBE: the SUBACK grants (documented difference).
+    // mosquitto 2.0's ACL file is checked on delivery, never on SUBSCRIBE (security_default.c returns success for
+    // every subscribe check): the SUBACK grants, over MQTT 5 and 3.1.1 alike, where AWS IoT answers 0x87 / 0x80.
+    // A documented difference (README), the embedded broker refuses (connection-quotas-attack.test.ts).
     expect(await snoop.subscribe('$aws/things/target/shadow/update/accepted')).toEqual([1]);
+    expect(await snoop3.subscribe('$aws/things/target/shadow/update/accepted')).toEqual([1]);
     await victim.subscribe('$aws/things/target/shadow/update/accepted');
     await victim.publish('$aws/things/target/shadow/update', { state: { reported: { x: 1 } } });
     await victim.take('$aws/things/target/shadow/update/accepted');
     expect(await snoop.quiet('$aws/things/target/shadow/update/accepted', 200)).toBe(true);
+    expect(snoop3.unread('$aws/things/target/shadow/update/accepted')).toEqual([]);
   });
 
   it('closes a connection whose publish exceeds the packet limit: MQTT 5 DISCONNECT 0x95, MQTT 3.1.1 closed', async () => {
@@ -178,6 +183,49 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
     await fits.subscribe('my/things/fits/blob');
     await fits.publish('my/things/fits/blob', Buffer.alloc(127 * 1024));
     expect((await fits.take('my/things/fits/blob')).payload.length).toBe(127 * 1024);
+  });
+
+  it('never applies a payload of 128 KB + 1 byte (MQTT 3.1.1: acknowledged and dropped; MQTT 5: the connection ends)', async () => {
+    for (const protocolVersion of [5, 4] as const) {
+      const thingName = `heavy${protocolVersion}`;
+      const d = await device(thingName, protocolVersion);
+      await d.subscribe(`$aws/things/${thingName}/shadow/update/accepted`);
+      await d.publish(`$aws/things/${thingName}/shadow/update`, { state: { reported: { v: 1 } } }, 1);
+      await d.take(`$aws/things/${thingName}/shadow/update/accepted`);
+      const requests = front.stats().requests;
+      const oversized = Buffer.alloc(128 * 1024 + 1, 0x20);
+      oversized.write('{"state":{"reported":{"v":2}}}');
+      const outcome = await d.client
+        .publishAsync(`$aws/things/${thingName}/shadow/update`, oversized, { qos: 1 })
+        .then(
+          () => 'acknowledged',
+          () => 'failed',
+        );
+      // mosquitto 2.0 drops it (message_size_limit) and answers PUBACK 0x95, a code MQTT 5 does not allow in a
+      // PUBACK: mqtt.js then ends the connection itself (a protocol error), as AWS IoT would have done.
+      expect(outcome).toBe(protocolVersion === 5 ? 'failed' : 'acknowledged');
+      const next = protocolVersion === 5 ? await device(thingName, protocolVersion) : d;
+      if (next !== d) await next.subscribe(`$aws/things/${thingName}/shadow/update/accepted`);
+      // The next request is the only one the service saw after the first: the oversized one never reached it.
+      await next.publish(`$aws/things/${thingName}/shadow/update`, { state: { reported: { v: 3 } } }, 1);
+      expect((await next.take(`$aws/things/${thingName}/shadow/update/accepted`)).json).toMatchObject({
+        version: 2,
+        state: { reported: { v: 3 } },
+      });
+      expect(front.stats().requests).toBe(requests + 1);
+      expect(engine.read({ thingName })).toMatchObject({ version: 2, state: { reported: { v: 3 } } });
+      // 128 KB exactly is AWS IoT's limit, inclusive.
+      await next.subscribe(`my/things/${thingName}/blob`);
+      await next.publish(`my/things/${thingName}/blob`, Buffer.alloc(128 * 1024, 1), 1);
+      expect((await next.take(`my/things/${thingName}/blob`)).payload.length).toBe(128 * 1024);
+    }
+  });
+
+  it('says at start which per-connection quotas mosquitto cannot enforce', () => {
+    expect(front.brokerInfo.description).toContain('only the 128 KB message size is enforced');
+    expect(warnings.some((w) => w.includes('mosquitto cannot limit subscriptions per connection'))).toBe(
+      true,
+    );
   });
 
   it('a device sending an unknown username on the device listener is refused with 0x87 (mosquitto password file)', async () => {
