@@ -79,6 +79,14 @@ export interface ManagedMosquittoOptions {
    */
   restartDelayMs?: number;
   /**
+   * mosquitto's dynamic-security plugin (`mosquitto_dynamic_security.so`, shipped with Debian's mosquitto), used
+   * with a policy and devices identified by client id to refuse subscriptions outside every device's topics with
+   * a failure SUBACK (see mosquitto-config.ts); `false` to do without (such subscriptions are then granted and
+   * receive nothing).
+   * @defaultValue found by {@link findDynamicSecurityPlugin}
+   */
+  dynamicSecurityPlugin?: string | false;
+  /**
    * The mosquitto executable.
    * @defaultValue found by {@link findMosquitto}
    */
@@ -115,6 +123,13 @@ export interface ManagedMosquitto {
   readonly version: string;
   /** The generated configuration directory. */
   readonly dir: string;
+  /**
+   * Which forbidden subscriptions get a failure SUBACK: `'outside-device-topics'` (the dynamic-security plugin is
+   * loaded: a filter outside the shape of every device's topics is refused, one to another thing's topics is
+   * granted and receives nothing) or `'none'` (no policy, devices with certificates, or no plugin: every
+   * subscription is granted, delivery is filtered).
+   */
+  readonly refusedSubscriptions: 'outside-device-topics' | 'none';
   health(): ManagedMosquittoHealth;
   /** What mosquitto printed so far (errors, warnings, notices). */
   log(): string;
@@ -149,6 +164,7 @@ const KEYS = new Set([
   'maxPayloadBytes',
   'maxQueuedMessages',
   'binary',
+  'dynamicSecurityPlugin',
   'startTimeoutMs',
   'logger',
 ]);
@@ -157,6 +173,35 @@ const SILENT: MqttLogger = Object.freeze({ warn() {} });
 
 /** A broker that keeps crashing is left stopped (and reported) rather than restarted in a loop. */
 const MAX_AUTO_RESTARTS_PER_MINUTE = 5;
+
+/**
+ * mosquitto's dynamic-security plugin on this machine, where Debian/Ubuntu (per architecture), other Linux
+ * distributions and Homebrew install it.
+ *
+ * @returns the path, or undefined when it is not installed
+ */
+export function findDynamicSecurityPlugin(): string | undefined {
+  const triplet = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf' }[
+    process.arch as 'x64' | 'arm64' | 'arm'
+  ];
+  const dirs = [
+    ...(triplet === undefined ? [] : [`/usr/lib/${triplet}`]),
+    '/usr/lib',
+    '/usr/lib64',
+    '/usr/local/lib',
+    '/opt/homebrew/lib',
+  ];
+  for (const dir of dirs) {
+    const candidate = join(dir, 'mosquitto_dynamic_security.so');
+    try {
+      accessSync(candidate, constants.R_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
 
 /**
  * The mosquitto executable on this machine: PATH first, then `/usr/sbin`, `/usr/local/sbin`, `/sbin` (Debian
@@ -200,6 +245,7 @@ export interface ResolvedManagedMosquittoOptions {
   maxPayloadBytes: number;
   maxQueuedMessages: number;
   binary: string | undefined;
+  dynamicSecurityPlugin: string | false | undefined;
   startTimeoutMs: number;
   logger: MqttLogger;
 }
@@ -233,6 +279,15 @@ export function resolveManagedMosquittoOptions(
       throw new ShadowOptionsError(
         `telemetry topic ${JSON.stringify(pattern)} cannot go into a mosquitto ACL (no line breaks or '%')`,
       );
+  const plugin = options.dynamicSecurityPlugin;
+  if (
+    plugin !== undefined &&
+    plugin !== false &&
+    (typeof plugin !== 'string' || plugin === '' || /[\r\n]/.test(plugin))
+  )
+    throw new ShadowOptionsError(
+      `managed mosquitto dynamicSecurityPlugin must be a file path or false, got ${JSON.stringify(plugin)}`,
+    );
   const credentials = options.auth?.serviceCredentials;
   if (credentials !== undefined && /[\s:]/.test(credentials.username))
     throw new ShadowOptionsError('service username for mosquitto must not contain spaces or ":"');
@@ -260,6 +315,7 @@ export function resolveManagedMosquittoOptions(
       'maxQueuedMessages',
     ),
     binary: options.binary,
+    dynamicSecurityPlugin: plugin,
     startTimeoutMs: positiveInteger(
       options.startTimeoutMs ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.startTimeoutMs,
       'startTimeoutMs',
@@ -319,6 +375,13 @@ export async function startManagedMosquitto(
       "the mosquitto broker is not installed (Debian/Ubuntu: apt-get install mosquitto; macOS: brew install mosquitto); use broker 'embedded' for aedes (MQTT 3.1.1)",
     );
   const version = versionOf(binary);
+  // The plugin only matters with a policy whose devices are known by client id (see mosquitto-config.ts).
+  const dynamicSecurityPlugin =
+    resolved.auth === undefined || resolved.auth.devicePolicy === false || resolved.tls?.requestCert === true
+      ? undefined
+      : resolved.dynamicSecurityPlugin === false
+        ? undefined
+        : (resolved.dynamicSecurityPlugin ?? findDynamicSecurityPlugin());
   const { host, logger } = resolved;
   const dir = mkdtempSync(join(tmpdir(), 'shadow-sync-mosquitto-'));
   const service = resolved.auth?.serviceCredentials ?? {
@@ -434,6 +497,7 @@ export async function startManagedMosquitto(
                 requireCertificate: resolved.tls.requestCert === true,
               },
             }),
+        ...(dynamicSecurityPlugin === undefined ? {} : { dynamicSecurityPlugin }),
         persistence: resolved.persistence,
         maxPacketBytes: resolved.maxPacketBytes,
         maxPayloadBytes: resolved.maxPayloadBytes,
@@ -477,6 +541,7 @@ export async function startManagedMosquitto(
     serviceCredentials: { ...service },
     version,
     dir,
+    refusedSubscriptions: dynamicSecurityPlugin === undefined ? 'none' : 'outside-device-topics',
     health: () => ({
       running: child !== undefined && child.exitCode === null && child.signalCode === null,
       pid: child?.pid,

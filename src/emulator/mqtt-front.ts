@@ -570,10 +570,18 @@ function aedesInfo(quotas: Readonly<ConnectionQuotas> | undefined): MqttBrokerIn
 /**
  * What a managed mosquitto enforces of AWS IoT's per-connection quotas, said at start (description and logger):
  * its `message_size_limit` drops a payload over 128 KB (see mosquitto-config.ts); it has no per-connection
- * subscription count, filters-per-SUBSCRIBE limit or publish rate, and its ACL file never refuses a SUBSCRIBE.
+ * subscription count, filters-per-SUBSCRIBE limit or publish rate.
  */
 export const MOSQUITTO_QUOTAS_NOTE =
-  "of AWS IoT's per-connection quotas only the 128 KB message size is enforced (mosquitto cannot limit subscriptions per connection, filters per SUBSCRIBE or publishes per second, and grants a subscription outside the device policy, which then receives nothing): use broker 'embedded' to test against them";
+  "of AWS IoT's per-connection quotas only the 128 KB message size is enforced (mosquitto cannot limit subscriptions per connection, filters per SUBSCRIBE or publishes per second): use broker 'embedded' to test against them";
+
+/** Which forbidden subscriptions a managed mosquitto refuses, said at start (see mosquitto-config.ts). */
+function mosquittoSubscriptionNote(mosquitto: ManagedMosquitto, policy: boolean): string {
+  if (!policy) return '';
+  return mosquitto.refusedSubscriptions === 'outside-device-topics'
+    ? "; device policy: a subscription outside every device's topics gets a failure SUBACK, one to another thing's topics is granted and receives nothing"
+    : '; device policy: every subscription is granted (mosquitto cannot refuse one here), one outside the policy receives nothing';
+}
 
 async function openTransport(
   resolved: ResolvedMqttFrontOptions,
@@ -616,7 +624,7 @@ async function openTransport(
       {
         kind: 'mosquitto',
         protocols: ['5', '3.1.1', '3.1'],
-        description: `managed ${mosquitto.version}: MQTT 5, 3.1.1 and 3.1 on ${mosquitto.url}; ${MOSQUITTO_QUOTAS_NOTE}`,
+        description: `managed ${mosquitto.version}: MQTT 5, 3.1.1 and 3.1 on ${mosquitto.url}; ${MOSQUITTO_QUOTAS_NOTE}${mosquittoSubscriptionNote(mosquitto, resolved.auth !== undefined)}`,
       },
     );
     return {

@@ -151,13 +151,41 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
     await expect.poll(() => engine.read({ thingName: 'intruder' })?.version).toBe(1);
   });
 
+  it("refuses a subscription outside every device's topics like AWS IoT: MQTT 5 SUBACK 0x87, MQTT 3.1.1 0x80", async () => {
+    expect(front.mosquitto?.refusedSubscriptions).toBe('outside-device-topics');
+    const outside = ['#', '$aws/things/+/jobs/#', '$aws/thing/curious/shadow/update/accepted', 'other/topic'];
+    for (const [protocolVersion, refused] of [
+      [5, 0x87],
+      [4, 0x80],
+    ] as const) {
+      const curious = await device(`curious${protocolVersion}`, protocolVersion);
+      const own = [
+        `$aws/things/curious${protocolVersion}/shadow/update/accepted`,
+        `my/things/curious${protocolVersion}/temperature`,
+      ];
+      expect(await curious.subscribe([...outside, ...own])).toEqual([...outside.map(() => refused), 1, 1]);
+      // The granted ones work; the refusal did not end the connection.
+      await curious.publish(`my/things/curious${protocolVersion}/temperature`, { t: 21 }, 1);
+      expect((await curious.take(`my/things/curious${protocolVersion}/temperature`)).json).toEqual({ t: 21 });
+    }
+    // The service credentials on the device listener still subscribe to anything.
+    const app = await connectTestClient(front.mqttUrl, {
+      clientId: 'any-app',
+      ...SERVICE,
+      extra: V5,
+    });
+    clients.push(app);
+    expect(await app.subscribe(['#', '$aws/things/+/shadow/#'])).toEqual([1, 1]);
+  });
+
   it("a device subscribed to another thing's shadow receives nothing from it (mosquitto grants, then filters)", async () => {
     const snoop = await device('snoop');
     const snoop3 = await device('snoop3', 4);
     const victim = await device('target');
-    // mosquitto 2.0's ACL file is checked on delivery, never on SUBSCRIBE (security_default.c returns success for
-    // every subscribe check): the SUBACK grants, over MQTT 5 and 3.1.1 alike, where AWS IoT answers 0x87 / 0x80.
-    // A documented difference (README), the embedded broker refuses (connection-quotas-attack.test.ts).
+    // Inside the shape of a device's topics, so the dynamic-security plugin lets it through, and mosquitto 2.0's
+    // ACL file is checked on delivery, never on SUBSCRIBE (security_default.c returns success for every subscribe
+    // check): the SUBACK grants, over MQTT 5 and 3.1.1 alike, where AWS IoT answers 0x87 / 0x80. A documented
+    // difference (README); the embedded broker refuses (connection-quotas-attack.test.ts).
     expect(await snoop.subscribe('$aws/things/target/shadow/update/accepted')).toEqual([1]);
     expect(await snoop3.subscribe('$aws/things/target/shadow/update/accepted')).toEqual([1]);
     await victim.subscribe('$aws/things/target/shadow/update/accepted');
@@ -223,6 +251,9 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
 
   it('says at start which per-connection quotas mosquitto cannot enforce', () => {
     expect(front.brokerInfo.description).toContain('only the 128 KB message size is enforced');
+    expect(front.brokerInfo.description).toContain(
+      "a subscription outside every device's topics gets a failure SUBACK, one to another thing's topics is granted",
+    );
     expect(warnings.some((w) => w.includes('mosquitto cannot limit subscriptions per connection'))).toBe(
       true,
     );
