@@ -42,9 +42,11 @@ Options:
                                       installed: apt-get install mosquitto); policy and TLS flags apply
                             auto      mosquitto when installed, embedded otherwise
                             mqtt://host:port  join an external broker as a client (persistent session)
-  --connection-quotas       enforce AWS IoT's per-connection quotas (embedded broker): 50 subscriptions,
-                            8 filters per SUBSCRIBE, 100 publishes/s
-  --quota NAME=VALUE        change one connection quota (repeatable; turns them on), names:
+  --connection-quotas       AWS IoT's per-connection quotas, on by default with the embedded broker:
+                            50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s (mosquitto enforces
+                            only the 128 KB message size, and says so at start)
+  --no-connection-quotas    turn them off (e.g. to drive one connection above 100 publishes/s)
+  --quota NAME=VALUE        change one connection quota (repeatable), names:
                             ${Object.keys(DEFAULT_CONNECTION_QUOTAS).join(', ')}
   --data-dir DIR            keep shadows durably in DIR (default: in memory)
   --require-sigv4 KEY:SECRET  require SigV4-signed HTTP requests made with these credentials, checked as AWS
@@ -211,7 +213,11 @@ function optionsFrom(args: string[]): ShadowServiceOptions | 'help' {
   if (values.limit !== undefined && values.limit.length > 0) options.limits = parseLimits(values.limit);
   if (values.faults !== undefined) options.faults = parseFaults(values.faults);
   const quotaEntries = values.quota ?? [];
-  if (values['connection-quotas'] === true || quotaEntries.length > 0)
+  if (values['no-connection-quotas'] === true) {
+    if (values['connection-quotas'] === true || quotaEntries.length > 0)
+      throw new UsageError('--no-connection-quotas cannot be combined with --connection-quotas or --quota');
+    options.connectionQuotas = false;
+  } else if (values['connection-quotas'] === true || quotaEntries.length > 0)
     options.connectionQuotas = parseQuotas(quotaEntries);
 
   const mqtt: NonNullable<ShadowServiceOptions['mqtt']> = {};
@@ -292,6 +298,7 @@ function parse(args: string[]) {
       limit: { type: 'string', multiple: true },
       'response-qos': { type: 'string' },
       'connection-quotas': { type: 'boolean' },
+      'no-connection-quotas': { type: 'boolean' },
       quota: { type: 'string', multiple: true },
       faults: { type: 'string' },
       'service-credentials': { type: 'string' },

@@ -140,9 +140,10 @@ export interface BrokerOptions {
    */
   drainTimeoutMs?: number;
   /**
-   * AWS IoT's per-connection quotas ({@link ConnectionQuotas}): `true` for AWS's values, or the values to change.
-   * Off by default: the benchmarks and stress tests drive single connections far above 100 publishes/s.
-   * @defaultValue undefined (not enforced)
+   * AWS IoT's per-connection quotas ({@link ConnectionQuotas}): on with AWS's values by default, like the
+   * per-thing quotas; an object changes some values, `false` turns them off (a throughput benchmark that drives
+   * one connection far above 100 publishes/s, a test of something else).
+   * @defaultValue true (AWS's values, {@link DEFAULT_CONNECTION_QUOTAS})
    */
   connectionQuotas?: boolean | Partial<ConnectionQuotas>;
   /**
@@ -191,6 +192,8 @@ export interface EmbeddedBroker {
   readonly port: number;
   /** The aedes instance (for benchmarks and advanced wiring). */
   readonly aedes: Aedes;
+  /** The per-connection quotas enforced, or undefined when they are off (`connectionQuotas: false`). */
+  readonly quotas: Readonly<ConnectionQuotas> | undefined;
   /** Publishes a message as the service, bypassing authorization. */
   publish(
     topic: string,
@@ -348,9 +351,13 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
     concurrency,
     drainTimeoutMs,
     connectionQuotas:
-      options.connectionQuotas === undefined || options.connectionQuotas === false
+      options.connectionQuotas === false
         ? undefined
-        : resolveConnectionQuotas(options.connectionQuotas === true ? {} : options.connectionQuotas),
+        : resolveConnectionQuotas(
+            options.connectionQuotas === undefined || options.connectionQuotas === true
+              ? {}
+              : options.connectionQuotas,
+          ),
     clock: options.clock ?? (() => performance.now()),
     logger: options.logger ?? SILENT,
     onClientPublish: options.onClientPublish,
@@ -656,6 +663,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     host: address.address,
     port: address.port,
     aedes,
+    quotas: resolved.connectionQuotas,
     publish(topic, payload, publishOptions = {}) {
       return new Promise<void>((resolve, reject) => {
         aedes.publish(

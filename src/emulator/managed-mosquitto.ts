@@ -55,6 +55,13 @@ export interface ManagedMosquittoOptions {
    */
   maxPacketBytes?: number;
   /**
+   * mosquitto `message_size_limit`: largest PUBLISH payload accepted, AWS IoT's 128 KB message size. A larger
+   * payload is dropped and never reaches the shadow service (MQTT 3.1.1 QoS 1: acknowledged; MQTT 5 QoS 1:
+   * PUBACK 0x95, on which mqtt.js ends the connection; see mosquitto-config.ts).
+   * @defaultValue 131072
+   */
+  maxPayloadBytes?: number;
+  /**
    * QoS 1 messages kept for an offline persistent session (mosquitto's default of 1000 would drop a burst
    * sent while the service reconnects).
    * @defaultValue 100000
@@ -71,6 +78,14 @@ export interface ManagedMosquittoOptions {
    * @defaultValue 200
    */
   restartDelayMs?: number;
+  /**
+   * mosquitto's dynamic-security plugin (`mosquitto_dynamic_security.so`, shipped with Debian's mosquitto), used
+   * with a policy and devices identified by client id to refuse subscriptions outside every device's topics with
+   * a failure SUBACK (see mosquitto-config.ts); `false` to do without (such subscriptions are then granted and
+   * receive nothing).
+   * @defaultValue found by {@link findDynamicSecurityPlugin}
+   */
+  dynamicSecurityPlugin?: string | false;
   /**
    * The mosquitto executable.
    * @defaultValue found by {@link findMosquitto}
@@ -108,6 +123,13 @@ export interface ManagedMosquitto {
   readonly version: string;
   /** The generated configuration directory. */
   readonly dir: string;
+  /**
+   * Which forbidden subscriptions get a failure SUBACK: `'outside-device-topics'` (the dynamic-security plugin is
+   * loaded: a filter outside the shape of every device's topics is refused, one to another thing's topics is
+   * granted and receives nothing) or `'none'` (no policy, devices with certificates, or no plugin: every
+   * subscription is granted, delivery is filtered).
+   */
+  readonly refusedSubscriptions: 'outside-device-topics' | 'none';
   health(): ManagedMosquittoHealth;
   /** What mosquitto printed so far (errors, warnings, notices). */
   log(): string;
@@ -125,6 +147,7 @@ export const DEFAULT_MANAGED_MOSQUITTO_OPTIONS = Object.freeze({
   autoRestart: true,
   restartDelayMs: 200,
   maxPacketBytes: 128 * 1024 + 1024,
+  maxPayloadBytes: 128 * 1024,
   maxQueuedMessages: 100_000,
   startTimeoutMs: 10_000,
 });
@@ -138,8 +161,10 @@ const KEYS = new Set([
   'autoRestart',
   'restartDelayMs',
   'maxPacketBytes',
+  'maxPayloadBytes',
   'maxQueuedMessages',
   'binary',
+  'dynamicSecurityPlugin',
   'startTimeoutMs',
   'logger',
 ]);
@@ -148,6 +173,35 @@ const SILENT: MqttLogger = Object.freeze({ warn() {} });
 
 /** A broker that keeps crashing is left stopped (and reported) rather than restarted in a loop. */
 const MAX_AUTO_RESTARTS_PER_MINUTE = 5;
+
+/**
+ * mosquitto's dynamic-security plugin on this machine, where Debian/Ubuntu (per architecture), other Linux
+ * distributions and Homebrew install it.
+ *
+ * @returns the path, or undefined when it is not installed
+ */
+export function findDynamicSecurityPlugin(): string | undefined {
+  const triplet = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf' }[
+    process.arch as 'x64' | 'arm64' | 'arm'
+  ];
+  const dirs = [
+    ...(triplet === undefined ? [] : [`/usr/lib/${triplet}`]),
+    '/usr/lib',
+    '/usr/lib64',
+    '/usr/local/lib',
+    '/opt/homebrew/lib',
+  ];
+  for (const dir of dirs) {
+    const candidate = join(dir, 'mosquitto_dynamic_security.so');
+    try {
+      accessSync(candidate, constants.R_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
 
 /**
  * The mosquitto executable on this machine: PATH first, then `/usr/sbin`, `/usr/local/sbin`, `/sbin` (Debian
@@ -188,8 +242,10 @@ export interface ResolvedManagedMosquittoOptions {
   autoRestart: boolean;
   restartDelayMs: number;
   maxPacketBytes: number;
+  maxPayloadBytes: number;
   maxQueuedMessages: number;
   binary: string | undefined;
+  dynamicSecurityPlugin: string | false | undefined;
   startTimeoutMs: number;
   logger: MqttLogger;
 }
@@ -223,6 +279,15 @@ export function resolveManagedMosquittoOptions(
       throw new ShadowOptionsError(
         `telemetry topic ${JSON.stringify(pattern)} cannot go into a mosquitto ACL (no line breaks or '%')`,
       );
+  const plugin = options.dynamicSecurityPlugin;
+  if (
+    plugin !== undefined &&
+    plugin !== false &&
+    (typeof plugin !== 'string' || plugin === '' || /[\r\n]/.test(plugin))
+  )
+    throw new ShadowOptionsError(
+      `managed mosquitto dynamicSecurityPlugin must be a file path or false, got ${JSON.stringify(plugin)}`,
+    );
   const credentials = options.auth?.serviceCredentials;
   if (credentials !== undefined && /[\s:]/.test(credentials.username))
     throw new ShadowOptionsError('service username for mosquitto must not contain spaces or ":"');
@@ -241,11 +306,16 @@ export function resolveManagedMosquittoOptions(
       options.maxPacketBytes ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.maxPacketBytes,
       'maxPacketBytes',
     ),
+    maxPayloadBytes: positiveInteger(
+      options.maxPayloadBytes ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.maxPayloadBytes,
+      'maxPayloadBytes',
+    ),
     maxQueuedMessages: positiveInteger(
       options.maxQueuedMessages ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.maxQueuedMessages,
       'maxQueuedMessages',
     ),
     binary: options.binary,
+    dynamicSecurityPlugin: plugin,
     startTimeoutMs: positiveInteger(
       options.startTimeoutMs ?? DEFAULT_MANAGED_MOSQUITTO_OPTIONS.startTimeoutMs,
       'startTimeoutMs',
@@ -305,6 +375,13 @@ export async function startManagedMosquitto(
       "the mosquitto broker is not installed (Debian/Ubuntu: apt-get install mosquitto; macOS: brew install mosquitto); use broker 'embedded' for aedes (MQTT 3.1.1)",
     );
   const version = versionOf(binary);
+  // The plugin only matters with a policy whose devices are known by client id (see mosquitto-config.ts).
+  const dynamicSecurityPlugin =
+    resolved.auth === undefined || resolved.auth.devicePolicy === false || resolved.tls?.requestCert === true
+      ? undefined
+      : resolved.dynamicSecurityPlugin === false
+        ? undefined
+        : (resolved.dynamicSecurityPlugin ?? findDynamicSecurityPlugin());
   const { host, logger } = resolved;
   const dir = mkdtempSync(join(tmpdir(), 'shadow-sync-mosquitto-'));
   const service = resolved.auth?.serviceCredentials ?? {
@@ -420,8 +497,10 @@ export async function startManagedMosquitto(
                 requireCertificate: resolved.tls.requestCert === true,
               },
             }),
+        ...(dynamicSecurityPlugin === undefined ? {} : { dynamicSecurityPlugin }),
         persistence: resolved.persistence,
         maxPacketBytes: resolved.maxPacketBytes,
+        maxPayloadBytes: resolved.maxPayloadBytes,
         maxQueuedMessages: resolved.maxQueuedMessages,
         ...(process.getuid?.() === 0 ? { runAsUser: 'root' } : {}),
       });
@@ -462,6 +541,7 @@ export async function startManagedMosquitto(
     serviceCredentials: { ...service },
     version,
     dir,
+    refusedSubscriptions: dynamicSecurityPlugin === undefined ? 'none' : 'outside-device-topics',
     health: () => ({
       running: child !== undefined && child.exitCode === null && child.signalCode === null,
       pid: child?.pid,

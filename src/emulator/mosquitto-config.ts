@@ -12,9 +12,20 @@
  *   or, over TLS with required client certificates, `%u` (the certificate CN, through
  *   `use_identity_as_username`; `use_username_as_clientid` then makes the client id the CN too).
  *
- * What mosquitto's ACL file cannot express, compared with the embedded broker's policy (written down where users
- * will look, the README): a subscription outside the policy is granted in the SUBACK and simply receives nothing
- * (mosquitto checks read access when it delivers, not when it subscribes); a client id that is not a valid thing
+ * Refused subscriptions: mosquitto 2.0's ACL file never refuses a SUBSCRIBE (its check returns success for every
+ * subscription and reads the ACL only when it delivers). Its dynamic-security plugin can refuse one, but it has no
+ * `%c`/`%u` substitution and identifies clients by username only (devices without one share its anonymous group;
+ * a certificate CN it does not list is left to the ACL file). So, when the plugin is installed and the devices
+ * log in without certificates, the device listener loads it with one role for the anonymous group
+ * ({@link dynamicSecurityJson}): a subscription outside the *shape* of every device's topics (`#`,
+ * `$aws/things/+/jobs/#`, a misspelt `$aws/thing/...`) gets a failure SUBACK (MQTT 5 0x87 Not authorized, MQTT
+ * 3.1.1 0x80), as on AWS IoT; a subscription to *another* thing's shadow or telemetry is still granted and then
+ * receives nothing (the ACL file's `%c` patterns filter delivery). The plugin runs before the ACL file, defers
+ * every publish check to it and every subscription it does not decide, so the rest of the policy is unchanged.
+ *
+ * What mosquitto cannot express, compared with the embedded broker's policy (written down where users will look,
+ * the README): a subscription to another thing's topics (or, with certificates, any subscription outside the
+ * policy) is granted in the SUBACK and simply receives nothing; a client id that is not a valid thing
  * name is accepted (its patterns then match no shadow); over TLS a client id different from the CN is replaced
  * by the CN instead of being refused. A denied publish is dropped; an MQTT 5 client gets PUBACK reason code
  * 0x87 (Not authorized) for it at QoS 1, which is the code AWS IoT lists for refused CONNECT, PUBLISH, SUBSCRIBE
@@ -43,12 +54,22 @@ export interface MosquittoConfigInput {
     telemetryTopics: readonly string[];
     serviceCredentials?: { username: string; password: string };
   };
+  /**
+   * Path of mosquitto's dynamic-security plugin: with a policy and devices identified by client id, the device
+   * listener loads it to refuse subscriptions outside every device's topics (see the module comment).
+   */
+  dynamicSecurityPlugin?: string;
   /** TLS of the device listener (file names inside `dir`). */
   tls?: { keyFile: string; certFile: string; caFile?: string; requireCertificate: boolean };
   /** Keep sessions and queued messages across restarts in `dir`. */
   persistence: boolean;
   /** mosquitto `max_packet_size` in bytes. */
   maxPacketBytes: number;
+  /**
+   * mosquitto `message_size_limit`: the largest PUBLISH payload accepted (AWS IoT's 128 KB message size); a
+   * larger one is dropped, never routed to the service (see {@link mosquittoConfig}).
+   */
+  maxPayloadBytes: number;
   /** mosquitto `max_queued_messages` per offline persistent session. */
   maxQueuedMessages: number;
   /**
@@ -105,6 +126,57 @@ export function deviceAclLines(
   return lines;
 }
 
+/** A telemetry filter as a subscription shape: every level that names the thing becomes `+`. */
+function telemetryShape(pattern: string): string {
+  return pattern
+    .split('/')
+    .map((level) => (level.includes('{thingName}') ? '+' : level))
+    .join('/');
+}
+
+/**
+ * The dynamic-security plugin's configuration for the device listener: devices (clients without a username)
+ * are its anonymous group, whose one role allows subscribing inside `$aws/things/+/shadow/#` and the telemetry
+ * shapes and refuses every other filter; publishes and deliveries are left to the ACL file (default access
+ * false = the plugin defers), so are clients with a username (the service user, certificate CNs).
+ *
+ * @param telemetryTopics - telemetry filters with `{thingName}`
+ * @returns the JSON text of the plugin's `config_file`
+ */
+export function dynamicSecurityJson(telemetryTopics: readonly string[]): string {
+  const allowed = ['$aws/things/+/shadow/#', ...telemetryTopics.map(telemetryShape)];
+  return `${JSON.stringify(
+    {
+      defaultACLAccess: {
+        publishClientSend: false,
+        publishClientReceive: false,
+        subscribe: false,
+        unsubscribe: true,
+      },
+      clients: [],
+      groups: [{ groupname: 'devices', roles: [{ rolename: 'device-subscriptions' }] }],
+      roles: [
+        {
+          rolename: 'device-subscriptions',
+          acls: [
+            ...[...new Set(allowed)].map((topic) => ({
+              acltype: 'subscribePattern',
+              topic,
+              priority: 2,
+              allow: true,
+            })),
+            // Lowest priority: whatever no allow above matched is refused (a failure SUBACK).
+            { acltype: 'subscribePattern', topic: '#', priority: 1, allow: false },
+          ],
+        },
+      ],
+      anonymousGroup: 'devices',
+    },
+    null,
+    2,
+  )}\n`;
+}
+
 /**
  * Builds every file of a managed mosquitto.
  *
@@ -131,6 +203,13 @@ export function mosquittoConfig(input: MosquittoConfigInput): MosquittoFiles {
     // Nagle off on every accepted socket (see DESIGN: 88 ms -> 0.35 ms per round trip on loopback).
     'set_tcp_nodelay true',
     `max_packet_size ${input.maxPacketBytes}`,
+    // AWS IoT's 128 KB message size, on the payload alone (max_packet_size counts the topic and properties too,
+    // so it cannot draw the line at exactly 128 KB). mosquitto 2.0 drops a larger payload (handle_publish.c:
+    // not routed, so never applied to a shadow): a QoS 0 one silently, a QoS 1 one with a plain PUBACK over MQTT
+    // 3.1.1 (the connection stays) and, over MQTT 5, a PUBACK with reason code 0x95, which MQTT 5 does not allow
+    // in a PUBACK, so strict clients such as mqtt.js end the connection on it. AWS IoT closes the connection on
+    // an oversized message, as the embedded broker does; a packet above max_packet_size is closed here too.
+    `message_size_limit ${input.maxPayloadBytes}`,
     `max_queued_messages ${input.maxQueuedMessages}`,
     // AWS IoT ends a persistent session an hour after its client disconnected (its default expiry): MQTT 3.1.1
     // sessions here too (MQTT 5 clients set their own session expiry interval).
@@ -165,6 +244,14 @@ export function mosquittoConfig(input: MosquittoConfigInput): MosquittoFiles {
     }
     files['devices.acl'] =
       `${deviceAclLines(identity, policy.telemetryTopics, credentials?.username).join('\n')}\n`;
+    // The plugin first: mosquitto asks plugins before the ACL file, in the order they were loaded.
+    if (input.dynamicSecurityPlugin !== undefined && identity === '%c') {
+      files['devices-dynsec.json'] = dynamicSecurityJson(policy.telemetryTopics);
+      conf.push(
+        `plugin ${input.dynamicSecurityPlugin}`,
+        `plugin_opt_config_file ${path('devices-dynsec.json')}`,
+      );
+    }
     conf.push(`acl_file ${path('devices.acl')}`);
   }
   files['mosquitto.conf'] = `${conf.join('\n')}\n`;

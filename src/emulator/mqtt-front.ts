@@ -41,7 +41,7 @@ import {
   type MqttLogger,
   startBroker,
 } from './broker.js';
-import type { ConnectionQuotas } from './connection-quotas.js';
+import { type ConnectionQuotas, resolveConnectionQuotas } from './connection-quotas.js';
 import type { OutgoingMessage, ShadowEngineApi } from './engine-api.js';
 import {
   createFaultInjector,
@@ -85,10 +85,12 @@ export interface MqttFrontOptions {
   /** Embedded broker or managed mosquitto: AWS IoT-like policy; without it the broker is open. */
   auth?: BrokerAuthOptions;
   /**
-   * Embedded broker: AWS IoT's per-connection quotas (`true` for AWS's values; see {@link ConnectionQuotas}).
-   * mosquitto cannot enforce them (it has no per-connection subscription count or publish rate), so they are
-   * refused with any other broker.
-   * @defaultValue undefined (not enforced)
+   * Embedded broker: AWS IoT's per-connection quotas ({@link ConnectionQuotas}), on with AWS's values unless
+   * `false`; an object changes some values. A managed mosquitto cannot count subscriptions, filters per SUBSCRIBE
+   * or publishes per connection: left out, it enforces only the 128 KB message size and says so at start; asking
+   * for the quotas explicitly (`true` or values) with any broker but the embedded one is refused, since they
+   * would not be applied.
+   * @defaultValue AWS's values with the embedded broker; none with mosquitto or an external broker
    */
   connectionQuotas?: boolean | Partial<ConnectionQuotas>;
   /**
@@ -325,9 +327,14 @@ export function resolveMqttFrontOptions(options: MqttFrontOptions = {}): Resolve
         `unknown MQTT serviceClient option '${key}' (known: ${[...SERVICE_CLIENT_KEYS].join(', ')})`,
       );
   }
+  const quotas = options.connectionQuotas;
+  // Checked now, before any port is bound (the broker resolves them again when it starts).
+  if (quotas !== undefined && typeof quotas !== 'boolean') resolveConnectionQuotas(quotas);
+  // Explicitly asked-for quotas that would not be applied are refused rather than ignored; left out, a managed
+  // mosquitto enforces the subset it can (the 128 KB message size) and says so at start (MOSQUITTO_QUOTAS_NOTE).
   if (broker !== 'embedded' && options.connectionQuotas !== undefined && options.connectionQuotas !== false)
     throw new ShadowOptionsError(
-      "MQTT option connectionQuotas is enforced by the embedded broker only (mosquitto has no per-connection subscription count or publish rate): use broker 'embedded'",
+      "MQTT option connectionQuotas is enforced by the embedded broker only (mosquitto has no per-connection subscription count, filters-per-SUBSCRIBE limit or publish rate; it enforces the 128 KB message size by itself): use broker 'embedded', or leave connectionQuotas out",
     );
   const protocolVersion = serviceClient.protocolVersion;
   if (protocolVersion !== undefined && protocolVersion !== 4 && protocolVersion !== 5)
@@ -551,6 +558,31 @@ const AEDES_INFO: MqttBrokerInfo = Object.freeze({
     "embedded aedes broker: MQTT 3.1.1 and 3.1 (MQTT 5 clients get CONNACK 0x84 Unsupported Protocol Version; use broker 'mosquitto' for MQTT 5)",
 });
 
+/** The embedded broker's info with the per-connection quotas it enforces, said at start. */
+function aedesInfo(quotas: Readonly<ConnectionQuotas> | undefined): MqttBrokerInfo {
+  const enforced =
+    quotas === undefined
+      ? "AWS IoT's per-connection quotas off (128 KB message size enforced)"
+      : `AWS IoT's per-connection quotas enforced: ${quotas.maxSubscriptionsPerConnection} subscriptions, ${quotas.maxFiltersPerSubscribe} filters per SUBSCRIBE, ${quotas.publishesPerSecondPerConnection} publishes/s (over it: ${quotas.publishRateExceeded}), 128 KB messages`;
+  return Object.freeze({ ...AEDES_INFO, description: `${AEDES_INFO.description}; ${enforced}` });
+}
+
+/**
+ * What a managed mosquitto enforces of AWS IoT's per-connection quotas, said at start (description and logger):
+ * its `message_size_limit` drops a payload over 128 KB (see mosquitto-config.ts); it has no per-connection
+ * subscription count, filters-per-SUBSCRIBE limit or publish rate.
+ */
+export const MOSQUITTO_QUOTAS_NOTE =
+  "of AWS IoT's per-connection quotas only the 128 KB message size is enforced (mosquitto cannot limit subscriptions per connection, filters per SUBSCRIBE or publishes per second): use broker 'embedded' to test against them";
+
+/** Which forbidden subscriptions a managed mosquitto refuses, said at start (see mosquitto-config.ts). */
+function mosquittoSubscriptionNote(mosquitto: ManagedMosquitto, policy: boolean): string {
+  if (!policy) return '';
+  return mosquitto.refusedSubscriptions === 'outside-device-topics'
+    ? "; device policy: a subscription outside every device's topics gets a failure SUBACK, one to another thing's topics is granted and receives nothing"
+    : '; device policy: every subscription is granted (mosquitto cannot refuse one here), one outside the policy receives nothing';
+}
+
 async function openTransport(
   resolved: ResolvedMqttFrontOptions,
   logger: MqttLogger,
@@ -573,6 +605,7 @@ async function openTransport(
     ...(resolved.auth === undefined ? {} : { auth: resolved.auth }),
     logger,
   });
+  logger.warn(`managed mosquitto: ${MOSQUITTO_QUOTAS_NOTE}`);
   try {
     const credentials = mosquitto.serviceCredentials;
     const joined = await externalTransport(
@@ -591,7 +624,7 @@ async function openTransport(
       {
         kind: 'mosquitto',
         protocols: ['5', '3.1.1', '3.1'],
-        description: `managed ${mosquitto.version}: MQTT 5, 3.1.1 and 3.1 on ${mosquitto.url}`,
+        description: `managed ${mosquitto.version}: MQTT 5, 3.1.1 and 3.1 on ${mosquitto.url}; ${MOSQUITTO_QUOTAS_NOTE}${mosquittoSubscriptionNote(mosquitto, resolved.auth !== undefined)}`,
       },
     );
     return {
@@ -628,7 +661,7 @@ async function embeddedTransport(
   return {
     url: broker.url,
     embedded: true,
-    info: AEDES_INFO,
+    info: aedesInfo(broker.quotas),
     mosquitto: undefined,
     redeliveriesSkipped: () => 0,
     publish: (topic, payload, options) => broker.publish(topic, payload, options),

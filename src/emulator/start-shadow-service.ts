@@ -50,8 +50,9 @@ export interface ShadowServiceOptions {
   broker?: 'embedded' | 'mosquitto' | 'auto' | string;
   /**
    * AWS IoT's per-connection quotas (50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s), enforced by
-   * the embedded broker: `true` for AWS's values, or the values to change.
-   * @defaultValue undefined (not enforced)
+   * the embedded broker with AWS's values unless `false`; an object changes some values. Asking for them with
+   * mosquitto or an external broker is refused (a managed mosquitto enforces only the 128 KB message size).
+   * @defaultValue AWS's values with the embedded broker
    */
   connectionQuotas?: boolean | Partial<ConnectionQuotas>;
   /**

@@ -176,8 +176,17 @@ describe('connection quotas in the embedded broker', () => {
     expect(broker.stats().connectionQuotas?.throttledPublishes).toBe(1);
   });
 
-  it('is off unless asked for: nine filters in one SUBSCRIBE and 60 subscriptions are fine', async () => {
+  it('is on by default with AWS values, like the per-thing quotas', async () => {
     broker = await startBroker({ logger });
+    const app = await client('app');
+    const filters = Array.from({ length: 51 }, (_, i) => `f/${i}`);
+    for (let i = 0; i < 48; i += 8) expect(await app.subscribe(filters.slice(i, i + 8))).not.toContain(128);
+    expect(await app.subscribe(filters.slice(48))).toEqual([1, 1, 128]);
+    expect(broker.stats().connectionQuotas?.refusedSubscriptions).toBe(1);
+  });
+
+  it('connectionQuotas: false turns them off: nine filters in one SUBSCRIBE and 60 subscriptions are fine', async () => {
+    broker = await startBroker({ connectionQuotas: false, logger });
     const app = await client('app');
     const filters = Array.from({ length: 60 }, (_, i) => `f/${i}`);
     expect(await app.subscribe(filters)).toEqual(Array(60).fill(1));

@@ -19,6 +19,7 @@ const BASE = {
   service: { username: 'svc', password: 'pw' },
   persistence: false,
   maxPacketBytes: 132_096,
+  maxPayloadBytes: 131_072,
   maxQueuedMessages: 100_000,
   salt: Buffer.alloc(12, 1),
 };
@@ -54,6 +55,8 @@ describe('mosquitto configuration generated from the device policy', () => {
     );
     expect(conf).toContain('listener 1883 127.0.0.1\nallow_anonymous true\n');
     expect(conf).toContain('max_packet_size 132096');
+    // AWS IoT's 128 KB on the payload alone: a larger one is dropped (never applied), see mosquitto-config.ts.
+    expect(conf).toContain('message_size_limit 131072');
     expect(conf).toContain('set_tcp_nodelay true');
     expect(conf).toContain('persistent_client_expiration 1h');
     expect(files['service.passwd']).toBe(`${mosquittoPasswordLine('svc', 'pw', BASE.salt)}\n`);
@@ -72,6 +75,40 @@ describe('mosquitto configuration generated from the device policy', () => {
     expect(files['devices.passwd']).toBeUndefined();
     expect(files['devices.acl']).toContain('pattern readwrite t/%u');
     expect(files['devices.acl']).toContain('user ops');
+  });
+
+  it('loads the dynamic-security plugin before the ACL file for devices known by client id, never with certificates', () => {
+    const policy = { telemetryTopics: ['my/things/{thingName}/#', 'fleet/{thingName}-x/events'] };
+    const files = mosquittoConfig({ ...BASE, policy, dynamicSecurityPlugin: '/usr/lib/dynsec.so' });
+    expect(files['mosquitto.conf']).toContain(
+      'plugin /usr/lib/dynsec.so\nplugin_opt_config_file /tmp/x/devices-dynsec.json\nacl_file /tmp/x/devices.acl\n',
+    );
+    const dynsec = JSON.parse(files['devices-dynsec.json'] ?? '{}');
+    expect(dynsec.anonymousGroup).toBe('devices');
+    // Publishes and deliveries stay with the ACL file: the plugin defers them.
+    expect(dynsec.defaultACLAccess).toEqual({
+      publishClientSend: false,
+      publishClientReceive: false,
+      subscribe: false,
+      unsubscribe: true,
+    });
+    expect(dynsec.roles[0].acls).toEqual([
+      { acltype: 'subscribePattern', topic: '$aws/things/+/shadow/#', priority: 2, allow: true },
+      { acltype: 'subscribePattern', topic: 'my/things/+/#', priority: 2, allow: true },
+      { acltype: 'subscribePattern', topic: 'fleet/+/events', priority: 2, allow: true },
+      { acltype: 'subscribePattern', topic: '#', priority: 1, allow: false },
+    ]);
+    const withCerts = mosquittoConfig({
+      ...BASE,
+      policy,
+      dynamicSecurityPlugin: '/usr/lib/dynsec.so',
+      tls: { keyFile: 'k', certFile: 'c', caFile: 'ca', requireCertificate: true },
+    });
+    expect(withCerts['mosquitto.conf']).not.toContain('plugin');
+    expect(withCerts['devices-dynsec.json']).toBeUndefined();
+    expect(
+      mosquittoConfig({ ...BASE, dynamicSecurityPlugin: '/usr/lib/dynsec.so' })['mosquitto.conf'],
+    ).not.toContain('plugin');
   });
 
   it("password lines match mosquitto_passwd's own $6$ (SHA-512) lines for the same salt", () => {
@@ -97,6 +134,8 @@ describe('mosquitto configuration generated from the device policy', () => {
     [{ auth: { telemetryTopics: ['a/%c/b'] } }, 'cannot go into a mosquitto ACL'],
     [{ auth: { serviceCredentials: { username: 'a b', password: 'x' } } }, 'must not contain spaces'],
     [{ maxPacketBytes: 0 }, 'maxPacketBytes must be a positive integer'],
+    [{ maxPayloadBytes: 1.5 }, 'maxPayloadBytes must be a positive integer'],
+    [{ dynamicSecurityPlugin: '' }, 'dynamicSecurityPlugin must be a file path or false'],
     [{ colour: 'red' }, "unknown managed mosquitto option 'colour'"],
   ])('rejects %j', (options, message) => {
     let error: unknown;

@@ -34,6 +34,10 @@ describe('shadow-sync serve and the MQTT broker choice', () => {
     await expect
       .poll(() => cli?.stderr())
       .toMatch(/MQTT via managed mosquitto version [\d.]+: MQTT 5, 3\.1\.1/);
+    // What mosquitto cannot enforce of the per-connection quotas is said at start, not silently ignored.
+    expect(cli.stderr()).toContain(
+      "of AWS IoT's per-connection quotas only the 128 KB message size is enforced (mosquitto cannot limit subscriptions per connection",
+    );
     const device = await connectTestClient(mqttUrl, { clientId: 'cli-lamp', extra: { protocolVersion: 5 } });
     try {
       await device.subscribe('$aws/things/cli-lamp/shadow/update/accepted');
@@ -56,6 +60,29 @@ describe('shadow-sync serve and the MQTT broker choice', () => {
     await expect
       .poll(() => cli?.stderr())
       .toContain('MQTT via embedded aedes broker: MQTT 3.1.1 and 3.1 (MQTT 5 clients get CONNACK 0x84');
+    // The per-connection quotas are on by default, like the per-thing ones.
+    expect(cli.stderr()).toContain(
+      "AWS IoT's per-connection quotas enforced: 50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s (over it: drop), 128 KB messages",
+    );
+  });
+
+  it('--no-connection-quotas turns them off (nine filters in one SUBSCRIBE are granted); --quota raises one', async () => {
+    cli = spawnCli(['serve', '--no-connection-quotas']);
+    const { mqttUrl } = await waitForEndpoints(cli);
+    await expect.poll(() => cli?.stderr()).toContain("AWS IoT's per-connection quotas off");
+    const app = await connectTestClient(mqttUrl, { clientId: 'nine-filters' });
+    try {
+      expect(await app.subscribe(Array.from({ length: 9 }, (_, i) => `f/${i}`))).toEqual(Array(9).fill(1));
+    } finally {
+      await app.close();
+    }
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toBe(0);
+    cli = spawnCli(['serve', '--quota', 'publishesPerSecondPerConnection=500']);
+    await waitForEndpoints(cli);
+    await expect
+      .poll(() => cli?.stderr())
+      .toContain('50 subscriptions, 8 filters per SUBSCRIBE, 500 publishes/s');
   });
 
   it('refuses connection quotas with mosquitto and unknown quota names before starting anything', async () => {
@@ -65,6 +92,10 @@ describe('shadow-sync serve and the MQTT broker choice', () => {
         'connectionQuotas is enforced by the embedded broker only',
       ],
       [['--quota', 'maxSubs=3'], "--quota: unknown connection quota 'maxSubs'"],
+      [
+        ['--no-connection-quotas', '--quota', 'maxFiltersPerSubscribe=9'],
+        '--no-connection-quotas cannot be combined with --connection-quotas or --quota',
+      ],
       [['--quota', 'maxFiltersPerSubscribe=0'], 'maxFiltersPerSubscribe must be a positive integer, got 0'],
       [
         ['--broker', 'mosquitto', '--denied-publish', 'disconnect'],

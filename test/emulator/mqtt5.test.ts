@@ -151,15 +151,48 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
     await expect.poll(() => engine.read({ thingName: 'intruder' })?.version).toBe(1);
   });
 
+  it("refuses a subscription outside every device's topics like AWS IoT: MQTT 5 SUBACK 0x87, MQTT 3.1.1 0x80", async () => {
+    expect(front.mosquitto?.refusedSubscriptions).toBe('outside-device-topics');
+    const outside = ['#', '$aws/things/+/jobs/#', '$aws/thing/curious/shadow/update/accepted', 'other/topic'];
+    for (const [protocolVersion, refused] of [
+      [5, 0x87],
+      [4, 0x80],
+    ] as const) {
+      const curious = await device(`curious${protocolVersion}`, protocolVersion);
+      const own = [
+        `$aws/things/curious${protocolVersion}/shadow/update/accepted`,
+        `my/things/curious${protocolVersion}/temperature`,
+      ];
+      expect(await curious.subscribe([...outside, ...own])).toEqual([...outside.map(() => refused), 1, 1]);
+      // The granted ones work; the refusal did not end the connection.
+      await curious.publish(`my/things/curious${protocolVersion}/temperature`, { t: 21 }, 1);
+      expect((await curious.take(`my/things/curious${protocolVersion}/temperature`)).json).toEqual({ t: 21 });
+    }
+    // The service credentials on the device listener still subscribe to anything.
+    const app = await connectTestClient(front.mqttUrl, {
+      clientId: 'any-app',
+      ...SERVICE,
+      extra: V5,
+    });
+    clients.push(app);
+    expect(await app.subscribe(['#', '$aws/things/+/shadow/#'])).toEqual([1, 1]);
+  });
+
   it("a device subscribed to another thing's shadow receives nothing from it (mosquitto grants, then filters)", async () => {
     const snoop = await device('snoop');
+    const snoop3 = await device('snoop3', 4);
     const victim = await device('target');
-    // mosquitto's ACL file is checked on delivery, not on SUBSCRIBE: the SUBACK grants (documented difference).
+    // Inside the shape of a device's topics, so the dynamic-security plugin lets it through, and mosquitto 2.0's
+    // ACL file is checked on delivery, never on SUBSCRIBE (security_default.c returns success for every subscribe
+    // check): the SUBACK grants, over MQTT 5 and 3.1.1 alike, where AWS IoT answers 0x87 / 0x80. A documented
+    // difference (README); the embedded broker refuses (connection-quotas-attack.test.ts).
     expect(await snoop.subscribe('$aws/things/target/shadow/update/accepted')).toEqual([1]);
+    expect(await snoop3.subscribe('$aws/things/target/shadow/update/accepted')).toEqual([1]);
     await victim.subscribe('$aws/things/target/shadow/update/accepted');
     await victim.publish('$aws/things/target/shadow/update', { state: { reported: { x: 1 } } });
     await victim.take('$aws/things/target/shadow/update/accepted');
     expect(await snoop.quiet('$aws/things/target/shadow/update/accepted', 200)).toBe(true);
+    expect(snoop3.unread('$aws/things/target/shadow/update/accepted')).toEqual([]);
   });
 
   it('closes a connection whose publish exceeds the packet limit: MQTT 5 DISCONNECT 0x95, MQTT 3.1.1 closed', async () => {
@@ -178,6 +211,52 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
     await fits.subscribe('my/things/fits/blob');
     await fits.publish('my/things/fits/blob', Buffer.alloc(127 * 1024));
     expect((await fits.take('my/things/fits/blob')).payload.length).toBe(127 * 1024);
+  });
+
+  it('never applies a payload of 128 KB + 1 byte (MQTT 3.1.1: acknowledged and dropped; MQTT 5: the connection ends)', async () => {
+    for (const protocolVersion of [5, 4] as const) {
+      const thingName = `heavy${protocolVersion}`;
+      const d = await device(thingName, protocolVersion);
+      await d.subscribe(`$aws/things/${thingName}/shadow/update/accepted`);
+      await d.publish(`$aws/things/${thingName}/shadow/update`, { state: { reported: { v: 1 } } }, 1);
+      await d.take(`$aws/things/${thingName}/shadow/update/accepted`);
+      const requests = front.stats().requests;
+      const oversized = Buffer.alloc(128 * 1024 + 1, 0x20);
+      oversized.write('{"state":{"reported":{"v":2}}}');
+      const outcome = await d.client
+        .publishAsync(`$aws/things/${thingName}/shadow/update`, oversized, { qos: 1 })
+        .then(
+          () => 'acknowledged',
+          () => 'failed',
+        );
+      // mosquitto 2.0 drops it (message_size_limit) and answers PUBACK 0x95, a code MQTT 5 does not allow in a
+      // PUBACK: mqtt.js then ends the connection itself (a protocol error), as AWS IoT would have done.
+      expect(outcome).toBe(protocolVersion === 5 ? 'failed' : 'acknowledged');
+      const next = protocolVersion === 5 ? await device(thingName, protocolVersion) : d;
+      if (next !== d) await next.subscribe(`$aws/things/${thingName}/shadow/update/accepted`);
+      // The next request is the only one the service saw after the first: the oversized one never reached it.
+      await next.publish(`$aws/things/${thingName}/shadow/update`, { state: { reported: { v: 3 } } }, 1);
+      expect((await next.take(`$aws/things/${thingName}/shadow/update/accepted`)).json).toMatchObject({
+        version: 2,
+        state: { reported: { v: 3 } },
+      });
+      expect(front.stats().requests).toBe(requests + 1);
+      expect(engine.read({ thingName })).toMatchObject({ version: 2, state: { reported: { v: 3 } } });
+      // 128 KB exactly is AWS IoT's limit, inclusive.
+      await next.subscribe(`my/things/${thingName}/blob`);
+      await next.publish(`my/things/${thingName}/blob`, Buffer.alloc(128 * 1024, 1), 1);
+      expect((await next.take(`my/things/${thingName}/blob`)).payload.length).toBe(128 * 1024);
+    }
+  });
+
+  it('says at start which per-connection quotas mosquitto cannot enforce', () => {
+    expect(front.brokerInfo.description).toContain('only the 128 KB message size is enforced');
+    expect(front.brokerInfo.description).toContain(
+      "a subscription outside every device's topics gets a failure SUBACK, one to another thing's topics is granted",
+    );
+    expect(warnings.some((w) => w.includes('mosquitto cannot limit subscriptions per connection'))).toBe(
+      true,
+    );
   });
 
   it('a device sending an unknown username on the device listener is refused with 0x87 (mosquitto password file)', async () => {
