@@ -256,11 +256,15 @@ export const isShadowValidationError = hasCode('VALIDATION') as (
  * Turns a service rejection into the matching typed error, naming the shadow.
  *
  * @param rejection - the status, message and AWS error type the service answered with
- * @param context - which shadow, and the version the request expected
+ * @param context - which shadow, and the version the request expected; for a 429, the wait the service asked
+ *   for (`retryAfterMs`, also added to the message)
  */
-export function errorFromRejection(rejection: Rejection, context: ShadowErrorContext = {}): ShadowError {
+export function errorFromRejection(
+  rejection: Rejection,
+  context: ShadowErrorContext & { retryAfterMs?: number } = {},
+): ShadowError {
   const target = describeTarget(context);
-  const full: ShadowErrorContext = {
+  const full = {
     ...context,
     awsCode: rejection.errorType,
     awsMessage: rejection.message,
@@ -272,8 +276,10 @@ export function errorFromRejection(rejection: Rejection, context: ShadowErrorCon
       return new ShadowNotFoundError(text, full);
     case 409:
       return new ShadowConflictError(text, { ...full, attempts: 1 });
-    case 429:
-      return new ShadowThrottledError(text, full);
+    case 429: {
+      const wait = context.retryAfterMs;
+      return new ShadowThrottledError(wait === undefined ? text : `${text} (retry after ${wait} ms)`, full);
+    }
     default:
       return new ShadowRejectedError(text, full);
   }

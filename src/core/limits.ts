@@ -4,6 +4,7 @@
  */
 import { ShadowOptionsError } from '../errors.js';
 import type { JsonValue, Rejection, ShadowState, ShadowTarget } from './document.js';
+import { rejectionOf } from './error-types.js';
 
 /** Limits the Device Shadow service enforces. */
 export interface ShadowLimits {
@@ -186,7 +187,7 @@ function checkName(field: string, value: string, maxLength: number, pattern: Reg
 }
 
 function invalidRequest(message: string): Rejection {
-  return { code: 400, message, errorType: 'InvalidRequestException' };
+  return rejectionOf('InvalidRequestException', message);
 }
 
 /**

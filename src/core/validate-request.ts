@@ -2,6 +2,7 @@
  * Structural validation of an update request (spec 5.1, 5.3 steps 2 to 10), with AWS's exact texts.
  */
 import type { JsonObject, Rejection, UpdateRequest, UpdateState } from './document.js';
+import { rejectionOf } from './error-types.js';
 import { DEFAULT_LIMITS, type ShadowLimits, utf8ByteLength } from './limits.js';
 
 /** The result of {@link validateUpdateRequest}: the typed request, or the rejection to send. */
@@ -81,10 +82,7 @@ export function validateUpdateRequest(
   const clientToken = readClientToken(request, limits.maxClientTokenBytes);
   const reject = (message: string): ValidateResult => ({
     ok: false,
-    rejection:
-      clientToken === undefined
-        ? { code: 400, message, errorType: 'InvalidRequestException' }
-        : { code: 400, message, errorType: 'InvalidRequestException', clientToken },
+    rejection: rejectionOf('InvalidRequestException', message, clientToken),
   });
   const messages = REQUEST_REJECTION_MESSAGES;
   if (!isPlainObject(request)) return reject(messages.invalidJson);
@@ -107,11 +105,11 @@ export function validateUpdateRequest(
       return reject(messages.reportedNotObject);
     }
     const sections = [desired, reported].filter(isPlainObject);
-    let problem: Problem = 'none';
+    let problem: Problem = NO_PROBLEM;
     for (const section of sections) problem = worst(problem, inspect(section, 1, limits.maxDepth));
-    if (problem === 'notJson') return reject(messages.invalidJson);
-    if (problem === 'arrayWithNull') return reject(messages.arrayWithNull);
-    if (problem === 'tooDeep') return reject(messages.tooDeep(limits.maxDepth));
+    if (problem === NOT_JSON) return reject(messages.invalidJson);
+    if (problem === ARRAY_WITH_NULL) return reject(messages.arrayWithNull);
+    if (problem === TOO_DEEP) return reject(messages.tooDeep(limits.maxDepth));
     // Built in the request's key order, so the accepted echo serializes exactly like the request's state.
     state = {};
     for (const key of Object.keys(rawState)) {
@@ -138,11 +136,15 @@ export function validateUpdateRequest(
   return { ok: true, request: typed };
 }
 
-type Problem = 'none' | 'tooDeep' | 'arrayWithNull' | 'notJson';
-const SEVERITY: Record<Problem, number> = { none: 0, tooDeep: 1, arrayWithNull: 2, notJson: 3 };
+// What inspect() can find in a section, in rising severity: the most severe problem decides the message.
+const NO_PROBLEM = 0;
+const TOO_DEEP = 1;
+const ARRAY_WITH_NULL = 2;
+const NOT_JSON = 3;
+type Problem = typeof NO_PROBLEM | typeof TOO_DEEP | typeof ARRAY_WITH_NULL | typeof NOT_JSON;
 
 function worst(a: Problem, b: Problem): Problem {
-  return SEVERITY[a] >= SEVERITY[b] ? a : b;
+  return a >= b ? a : b;
 }
 
 /** True for an object created by JSON.parse or an object literal (not an array, not a class instance). */
@@ -158,26 +160,26 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  * deep is then reported as too deep).
  */
 function inspect(container: Record<string, unknown> | unknown[], level: number, maxDepth: number): Problem {
-  if (level > maxDepth) return 'tooDeep';
-  let problem: Problem = 'none';
+  if (level > maxDepth) return TOO_DEEP;
+  let problem: Problem = NO_PROBLEM;
   const isArray = Array.isArray(container);
   const values: unknown[] = isArray ? container : Object.values(container);
   for (const value of values) {
-    let found: Problem = 'none';
+    let found: Problem = NO_PROBLEM;
     if (value === null) {
-      if (isArray) found = 'arrayWithNull';
+      if (isArray) found = ARRAY_WITH_NULL;
     } else if (value === undefined) {
       // A missing property is fine (JSON.stringify drops it); a hole or undefined element is not JSON.
-      if (isArray) found = 'notJson';
+      if (isArray) found = NOT_JSON;
     } else if (Array.isArray(value) || isPlainObject(value)) {
       found = inspect(value, level + 1, maxDepth);
     } else if (typeof value === 'number') {
-      if (!Number.isFinite(value)) found = 'notJson';
+      if (!Number.isFinite(value)) found = NOT_JSON;
     } else if (typeof value !== 'string' && typeof value !== 'boolean') {
-      found = 'notJson';
+      found = NOT_JSON;
     }
     problem = worst(problem, found);
-    if (problem === 'notJson') return problem;
+    if (problem === NOT_JSON) return problem;
   }
   return problem;
 }

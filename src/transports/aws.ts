@@ -16,7 +16,6 @@ import {
   type ShadowError,
   ShadowOptionsError,
   ShadowRejectedError,
-  ShadowThrottledError,
   ShadowTransportError,
   targetContext,
 } from '../errors.js';
@@ -54,26 +53,22 @@ export const AWS_TRANSPORT_DEFAULTS: Readonly<Required<AwsTransportOptions>> = O
  * @throws ShadowOptionsError naming an unknown key or a value of the wrong type
  */
 export function resolveAwsTransportOptions(options: AwsTransportOptions = {}): Required<AwsTransportOptions> {
+  const known = Object.keys(AWS_TRANSPORT_DEFAULTS) as (keyof AwsTransportOptions)[];
   for (const key of Object.keys(options)) {
-    if (!(key in AWS_TRANSPORT_DEFAULTS)) {
-      throw new ShadowOptionsError(
-        `awsTransport: unknown option '${key}' (known: ${Object.keys(AWS_TRANSPORT_DEFAULTS).join(', ')})`,
-      );
+    if (!(known as string[]).includes(key)) {
+      throw new ShadowOptionsError(`awsTransport: unknown option '${key}' (known: ${known.join(', ')})`);
     }
   }
-  const validateResponses = options.validateResponses ?? AWS_TRANSPORT_DEFAULTS.validateResponses;
-  if (typeof validateResponses !== 'boolean') {
-    throw new ShadowOptionsError(
-      `awsTransport: validateResponses must be a boolean, got ${String(validateResponses)}`,
-    );
+  // Every option is a boolean.
+  const resolved = { ...AWS_TRANSPORT_DEFAULTS };
+  for (const key of known) {
+    const value = options[key] ?? AWS_TRANSPORT_DEFAULTS[key];
+    if (typeof value !== 'boolean') {
+      throw new ShadowOptionsError(`awsTransport: ${key} must be a boolean, got ${String(value)}`);
+    }
+    resolved[key] = value;
   }
-  const allowSdkRetries = options.allowSdkRetries ?? AWS_TRANSPORT_DEFAULTS.allowSdkRetries;
-  if (typeof allowSdkRetries !== 'boolean') {
-    throw new ShadowOptionsError(
-      `awsTransport: allowSdkRetries must be a boolean, got ${String(allowSdkRetries)}`,
-    );
-  }
-  return { validateResponses, allowSdkRetries };
+  return resolved;
 }
 
 /**
@@ -103,6 +98,8 @@ interface SdkErrorLike {
   $response?: { headers?: Record<string, unknown> };
 }
 
+const DECIMAL = /^\d+(\.\d+)?$/;
+
 /**
  * The wait a throttled answer asks for, in milliseconds: `x-amz-retry-after` (milliseconds) or `Retry-After`
  * (seconds, or an HTTP date), as the AWS SDKs read them. AWS IoT does not document either header for the
@@ -125,10 +122,10 @@ export function retryAfterMs(
     if (lower === 'x-amz-retry-after') milliseconds = value;
     else if (lower === 'retry-after') seconds = value;
   }
-  if (milliseconds !== undefined && /^\d+(\.\d+)?$/.test(milliseconds.trim())) return Number(milliseconds);
+  if (milliseconds !== undefined && DECIMAL.test(milliseconds.trim())) return Number(milliseconds);
   if (seconds === undefined) return undefined;
   const trimmed = seconds.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;
+  if (DECIMAL.test(trimmed)) return Number(trimmed) * 1000;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
@@ -155,16 +152,12 @@ export function mapAwsError(error: unknown, target: ShadowTarget, expectedVersio
   const httpStatus = sdk.$metadata?.httpStatusCode;
   if (Object.hasOwn(STATUS_BY_ERROR_TYPE, name)) {
     const errorType = name as ShadowErrorType;
-    const mapped = errorFromRejection({ code: STATUS_BY_ERROR_TYPE[errorType], message, errorType }, context);
-    const wait = mapped.code === 'THROTTLED' ? retryAfterMs(sdk.$response?.headers) : undefined;
-    if (wait === undefined) return mapped;
-    return new ShadowThrottledError(`${mapped.message} (retry after ${wait} ms)`, {
-      ...context,
-      awsCode: errorType,
-      awsMessage: message,
-      statusCode: 429,
-      retryAfterMs: wait,
-    });
+    const code = STATUS_BY_ERROR_TYPE[errorType];
+    const wait = code === 429 ? retryAfterMs(sdk.$response?.headers) : undefined;
+    return errorFromRejection(
+      { code, message, errorType },
+      wait === undefined ? context : { ...context, retryAfterMs: wait },
+    );
   }
   if (typeof httpStatus === 'number') {
     return new ShadowRejectedError(`${describeTarget(context)}: ${name} (${httpStatus}) ${message}`, {
