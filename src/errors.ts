@@ -286,18 +286,27 @@ export function errorFromRejection(
 }
 
 /**
- * The error context naming a shadow: `thingName`, and `shadowName` for a named shadow (no `shadowName: undefined`
- * key). One function for every module that builds errors, so that an app's bundle carries it once.
+ * The error context naming a shadow: `thingName`, and `shadowName` for a named shadow (no key for a name that is
+ * `undefined`). One function for every module that builds errors, so that an app's bundle carries it once.
  *
  * @param target - the shadow
  */
 export function targetContext(target: { thingName: string; shadowName?: string | undefined }): {
   thingName: string;
   shadowName?: string;
+};
+export function targetContext(target: { thingName?: string | undefined; shadowName?: string | undefined }): {
+  thingName?: string;
+  shadowName?: string;
+};
+export function targetContext(target: { thingName?: string | undefined; shadowName?: string | undefined }): {
+  thingName?: string;
+  shadowName?: string;
 } {
-  return target.shadowName === undefined
-    ? { thingName: target.thingName }
-    : { thingName: target.thingName, shadowName: target.shadowName };
+  const context: { thingName?: string; shadowName?: string } = {};
+  if (target.thingName !== undefined) context.thingName = target.thingName;
+  if (target.shadowName !== undefined) context.shadowName = target.shadowName;
+  return context;
 }
 
 /** `shadow 'name' of thing 'thing'` or `classic shadow of thing 'thing'`, for messages. */

@@ -13,13 +13,14 @@ import { STATUS_BY_ERROR_TYPE } from '../core/error-types.js';
 import {
   describeTarget,
   errorFromRejection,
+  isShadowError,
   type ShadowError,
   ShadowOptionsError,
   ShadowRejectedError,
   ShadowTransportError,
   targetContext,
 } from '../errors.js';
-import { decodeResponseBody } from './response-decoder.js';
+import { decodeResponseBody, type ResponseBodies } from './response-decoder.js';
 import type { ShadowDocument, ShadowTransport, TransportCallOptions } from './transport.js';
 
 /** Options of {@link awsTransport}. */
@@ -201,56 +202,56 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
         `awsTransport: the IoTDataPlaneClient retries on its own (${attempts} attempts per request) under shadow-sync's retries: create it with maxAttempts: 1, or pass { allowSdkRetries: true }`,
       );
     }));
-  const sendOptions = (call?: TransportCallOptions) =>
-    call?.signal === undefined ? undefined : { abortSignal: call.signal };
-  // The contract (and the MQTT transport) rejects an aborted call with the signal's reason; the SDK throws
-  // its own AbortError, which carries no status and would otherwise read as a lost connection.
-  const throwIfAborted = (call?: TransportCallOptions) => call?.signal?.throwIfAborted();
   const names = targetContext;
+  /** Sends one command (made once the client is checked) and decodes its answer; SDK errors become typed shadow errors. */
+  const send = async <K extends keyof ResponseBodies>(
+    kind: K,
+    command: () => GetThingShadowCommand | UpdateThingShadowCommand | DeleteThingShadowCommand,
+    target: ShadowTarget,
+    call: TransportCallOptions | undefined,
+    expectedVersion?: number,
+  ): Promise<ResponseBodies[K]> => {
+    await checkClient();
+    let payload: Uint8Array | undefined;
+    try {
+      ({ payload } = await client.send(
+        command() as UpdateThingShadowCommand,
+        call?.signal === undefined ? undefined : { abortSignal: call.signal },
+      ));
+    } catch (error) {
+      // The contract (and the MQTT transport) rejects an aborted call with the signal's reason; the SDK throws
+      // its own AbortError, which carries no status and would otherwise read as a lost connection.
+      call?.signal?.throwIfAborted();
+      throw mapAwsError(error, target, expectedVersion);
+    }
+    return decodeResponseBody(kind, payload, target, validateResponses);
+  };
 
   return {
     async get(target, call) {
-      await checkClient();
-      let payload: Uint8Array | undefined;
       try {
-        ({ payload } = await client.send(new GetThingShadowCommand(names(target)), sendOptions(call)));
+        return (await send(
+          'get',
+          () => new GetThingShadowCommand(names(target)),
+          target,
+          call,
+        )) as ShadowDocument;
       } catch (error) {
-        throwIfAborted(call);
-        const mapped = mapAwsError(error, target);
-        if (mapped.code === 'NOT_FOUND') return undefined;
-        throw mapped;
+        // Only a mapped SDK error can be a NOT_FOUND: a body that fails to decode is a transport or
+        // validation error.
+        if (isShadowError(error) && error.code === 'NOT_FOUND') return undefined;
+        throw error;
       }
-      return decodeResponseBody('get', payload, target, validateResponses) as ShadowDocument;
     },
 
     async update(target, request: UpdateRequest, call) {
-      await checkClient();
-      let payload: Uint8Array | undefined;
-      try {
-        ({ payload } = await client.send(
-          new UpdateThingShadowCommand({
-            ...names(target),
-            payload: encoder.encode(JSON.stringify(request)),
-          }),
-          sendOptions(call),
-        ));
-      } catch (error) {
-        throwIfAborted(call);
-        throw mapAwsError(error, target, request.version);
-      }
-      return decodeResponseBody('update', payload, target, validateResponses);
+      const command = () =>
+        new UpdateThingShadowCommand({ ...names(target), payload: encoder.encode(JSON.stringify(request)) });
+      return send('update', command, target, call, request.version);
     },
 
     async delete(target, call) {
-      await checkClient();
-      let payload: Uint8Array | undefined;
-      try {
-        ({ payload } = await client.send(new DeleteThingShadowCommand(names(target)), sendOptions(call)));
-      } catch (error) {
-        throwIfAborted(call);
-        throw mapAwsError(error, target);
-      }
-      return decodeResponseBody('delete', payload, target, validateResponses);
+      return send('delete', () => new DeleteThingShadowCommand(names(target)), target, call);
     },
   };
 }
