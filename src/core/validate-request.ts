@@ -8,22 +8,35 @@ import { DEFAULT_LIMITS, type ShadowLimits, utf8ByteLength } from './limits.js';
 /** The result of {@link validateUpdateRequest}: the typed request, or the rejection to send. */
 export type ValidateResult = { ok: true; request: UpdateRequest } | { ok: false; rejection: Rejection };
 
+// The texts of the 400 rejections an update request can get, as constants (a bundler shortens their names,
+// not an object's keys); REQUEST_REJECTION_MESSAGES lists them.
+const INVALID_JSON = 'Invalid JSON';
+const MISSING_STATE = 'Missing required node: state';
+const STATE_NOT_OBJECT = 'State node must be an object';
+const invalidStateNode = (key: string) => `State contains an invalid node: '${key}'`;
+const DESIRED_NOT_OBJECT = 'Desired node must be an object';
+const REPORTED_NOT_OBJECT = 'Reported node must be an object';
+const ARRAY_WITH_NULL_MESSAGE = 'Arrays in the state must not contain null';
+const tooDeep = (maxDepth: number) => `JSON contains too many levels of nesting; maximum is ${maxDepth}`;
+const INVALID_CLIENT_TOKEN = 'Invalid clientToken';
+const INVALID_VERSION = 'Invalid version';
+
 /**
  * The texts of the 400 rejections an update request can get. All are AWS's documented texts (spec 5.1)
  * except `arrayWithNull`: AWS documents that arrays must not contain `null` but not the message, so we
  * chose a descriptive one.
  */
-export const REQUEST_REJECTION_MESSAGES = Object.freeze({
-  invalidJson: 'Invalid JSON',
-  missingState: 'Missing required node: state',
-  stateNotObject: 'State node must be an object',
-  invalidStateNode: (key: string) => `State contains an invalid node: '${key}'`,
-  desiredNotObject: 'Desired node must be an object',
-  reportedNotObject: 'Reported node must be an object',
-  arrayWithNull: 'Arrays in the state must not contain null',
-  tooDeep: (maxDepth: number) => `JSON contains too many levels of nesting; maximum is ${maxDepth}`,
-  invalidClientToken: 'Invalid clientToken',
-  invalidVersion: 'Invalid version',
+export const REQUEST_REJECTION_MESSAGES = /* @__PURE__ */ Object.freeze({
+  invalidJson: INVALID_JSON,
+  missingState: MISSING_STATE,
+  stateNotObject: STATE_NOT_OBJECT,
+  invalidStateNode,
+  desiredNotObject: DESIRED_NOT_OBJECT,
+  reportedNotObject: REPORTED_NOT_OBJECT,
+  arrayWithNull: ARRAY_WITH_NULL_MESSAGE,
+  tooDeep,
+  invalidClientToken: INVALID_CLIENT_TOKEN,
+  invalidVersion: INVALID_VERSION,
 });
 
 /**
@@ -84,32 +97,31 @@ export function validateUpdateRequest(
     ok: false,
     rejection: rejectionOf('InvalidRequestException', message, clientToken),
   });
-  const messages = REQUEST_REJECTION_MESSAGES;
-  if (!isPlainObject(request)) return reject(messages.invalidJson);
-  if (!Object.hasOwn(request, 'state') || request.state === undefined) return reject(messages.missingState);
+  if (!isPlainObject(request)) return reject(INVALID_JSON);
+  if (!Object.hasOwn(request, 'state') || request.state === undefined) return reject(MISSING_STATE);
 
   const rawState = request.state;
   let state: UpdateState | null = null;
   if (rawState !== null) {
-    if (!isPlainObject(rawState)) return reject(messages.stateNotObject);
+    if (!isPlainObject(rawState)) return reject(STATE_NOT_OBJECT);
     for (const key of Object.keys(rawState)) {
       if (key !== 'desired' && key !== 'reported' && rawState[key] !== undefined) {
-        return reject(messages.invalidStateNode(key));
+        return reject(invalidStateNode(key));
       }
     }
     const { desired, reported } = rawState;
     if (desired !== undefined && desired !== null && !isPlainObject(desired)) {
-      return reject(messages.desiredNotObject);
+      return reject(DESIRED_NOT_OBJECT);
     }
     if (reported !== undefined && reported !== null && !isPlainObject(reported)) {
-      return reject(messages.reportedNotObject);
+      return reject(REPORTED_NOT_OBJECT);
     }
     const sections = [desired, reported].filter(isPlainObject);
     let problem: Problem = NO_PROBLEM;
     for (const section of sections) problem = worst(problem, inspect(section, 1, limits.maxDepth));
-    if (problem === NOT_JSON) return reject(messages.invalidJson);
-    if (problem === ARRAY_WITH_NULL) return reject(messages.arrayWithNull);
-    if (problem === TOO_DEEP) return reject(messages.tooDeep(limits.maxDepth));
+    if (problem === NOT_JSON) return reject(INVALID_JSON);
+    if (problem === ARRAY_WITH_NULL) return reject(ARRAY_WITH_NULL_MESSAGE);
+    if (problem === TOO_DEEP) return reject(tooDeep(limits.maxDepth));
     // Built in the request's key order, so the accepted echo serializes exactly like the request's state.
     state = {};
     for (const key of Object.keys(rawState)) {
@@ -120,14 +132,14 @@ export function validateUpdateRequest(
 
   const token = request.clientToken;
   if (token !== undefined && !isValidClientToken(token, limits.maxClientTokenBytes)) {
-    return reject(messages.invalidClientToken);
+    return reject(INVALID_CLIENT_TOKEN);
   }
   const version = request.version;
   if (
     version !== undefined &&
     !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 0)
   ) {
-    return reject(messages.invalidVersion);
+    return reject(INVALID_VERSION);
   }
 
   const typed: UpdateRequest = { state };
