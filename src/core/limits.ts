@@ -168,21 +168,21 @@ export function checkTarget(
 }
 
 function checkName(field: string, value: string, maxLength: number, pattern: RegExp): Rejection | undefined {
-  if (typeof value !== 'string') {
-    return invalidRequest(
-      `1 validation error detected: Value at '${field}' failed to satisfy constraint: Member must not be null`,
-    );
-  }
   const failures: string[] = [];
-  if (value.length < 1) failures.push('Member must have length greater than or equal to 1');
-  if (value.length > maxLength) failures.push(`Member must have length less than or equal to ${maxLength}`);
-  if (value.length > 0 && !pattern.test(value)) {
-    failures.push(`Member must satisfy regular expression pattern: ${pattern.source.slice(1, -1)}`);
+  if (typeof value !== 'string') failures.push('Member must not be null');
+  else {
+    if (value.length < 1) failures.push('Member must have length greater than or equal to 1');
+    if (value.length > maxLength) failures.push(`Member must have length less than or equal to ${maxLength}`);
+    if (value.length > 0 && !pattern.test(value)) {
+      failures.push(`Member must satisfy regular expression pattern: ${pattern.source.slice(1, -1)}`);
+    }
   }
   if (failures.length === 0) return undefined;
+  // AWS quotes the value, except a missing one.
+  const subject = typeof value === 'string' ? `Value '${value}' at` : 'Value at';
   const count = `${failures.length} validation error${failures.length === 1 ? '' : 's'} detected`;
   return invalidRequest(
-    `${count}: ${failures.map((failure) => `Value '${value}' at '${field}' failed to satisfy constraint: ${failure}`).join('; ')}`,
+    `${count}: ${failures.map((failure) => `${subject} '${field}' failed to satisfy constraint: ${failure}`).join('; ')}`,
   );
 }
 

@@ -3,6 +3,7 @@
  */
 import type { JsonObject, Rejection, UpdateRequest, UpdateState } from './document.js';
 import { rejectionOf } from './error-types.js';
+import { isJsonObject } from './json-value.js';
 import { DEFAULT_LIMITS, type ShadowLimits, utf8ByteLength } from './limits.js';
 
 /** The result of {@link validateUpdateRequest}: the typed request, or the rejection to send. */
@@ -52,8 +53,8 @@ export function readClientToken(
   request: unknown,
   maxClientTokenBytes: number = DEFAULT_LIMITS.maxClientTokenBytes,
 ): string | undefined {
-  if (typeof request !== 'object' || request === null || Array.isArray(request)) return undefined;
-  const token = (request as Record<string, unknown>).clientToken;
+  if (!isJsonObject(request)) return undefined;
+  const token = request.clientToken;
   return isValidClientToken(token, maxClientTokenBytes) ? token : undefined;
 }
 
