@@ -208,17 +208,13 @@ export function mergeUpdate(
   const state: ShadowState = {};
   const metadata: ShadowMetadata = {};
   for (const section of ['desired', 'reported'] as const) {
-    const storedState = live?.state[section];
-    const storedMetadata = live?.metadata[section];
-    let nextState = storedState;
-    let nextMetadata = storedMetadata;
-    if (patch === null) {
-      nextState = undefined;
-      nextMetadata = undefined;
-    } else if (patch[section] !== undefined) {
-      const sectionPatch = patch[section];
-      nextState = mergeSection(storedState, sectionPatch);
-      nextMetadata = mergeSectionMetadata(storedMetadata, sectionPatch, timestamp);
+    let nextState = live?.state[section];
+    let nextMetadata = live?.metadata[section];
+    // A `null` state removes both sections, like a `null` section removes itself.
+    const sectionPatch = patch === null ? null : patch[section];
+    if (sectionPatch !== undefined) {
+      nextState = mergeSection(nextState, sectionPatch);
+      nextMetadata = mergeSectionMetadata(nextMetadata, sectionPatch, timestamp);
     }
     if (nextState !== undefined && nextMetadata !== undefined) {
       state[section] = nextState;
