@@ -161,9 +161,13 @@ export function checkTarget(
   target: ShadowTarget,
   limits: Pick<ShadowLimits, 'maxThingNameLength' | 'maxShadowNameLength'> = DEFAULT_LIMITS,
 ): Rejection | undefined {
+  // checkName directly, not through checkThingName / checkShadowName: an app's bundle then carries neither.
+  const { thingName, shadowName } = target;
   return (
-    checkThingName(target.thingName, limits) ??
-    (target.shadowName === undefined ? undefined : checkShadowName(target.shadowName, limits))
+    checkName('thingName', thingName, limits.maxThingNameLength, THING_NAME_PATTERN) ??
+    (shadowName === undefined
+      ? undefined
+      : checkName('shadowName', shadowName, limits.maxShadowNameLength, SHADOW_NAME_PATTERN))
   );
 }
 
