@@ -34,16 +34,21 @@ export interface ShadowErrorContext {
   cause?: unknown;
 }
 
-/** Base class of every error shadow-sync throws. Use {@link isShadowError} rather than `instanceof`. */
+/**
+ * Base class of every error shadow-sync throws. Use {@link isShadowError} rather than `instanceof`.
+ *
+ * Fields set by a constructor are `declare`d: the constructor's assignments create them (same own properties,
+ * same order), and a field declaration would repeat every name in the emitted code of an app's bundle.
+ */
 export abstract class ShadowError extends Error {
   abstract override readonly name: string;
   abstract readonly code: ShadowErrorCode;
-  readonly thingName: string | undefined;
-  readonly shadowName: string | undefined;
-  readonly expectedVersion: number | undefined;
-  readonly awsCode: string | undefined;
-  readonly awsMessage: string | undefined;
-  readonly statusCode: number | undefined;
+  declare readonly thingName: string | undefined;
+  declare readonly shadowName: string | undefined;
+  declare readonly expectedVersion: number | undefined;
+  declare readonly awsCode: string | undefined;
+  declare readonly awsMessage: string | undefined;
+  declare readonly statusCode: number | undefined;
 
   constructor(message: string, context: ShadowErrorContext = {}) {
     super(message, context.cause === undefined ? undefined : { cause: context.cause });
@@ -86,15 +91,15 @@ export class ShadowConflictError extends ShadowError {
   override readonly name = 'ShadowConflictError' as const;
   readonly code = 'CONFLICT' as const;
   /** Attempts made before giving up. */
-  readonly attempts: number;
+  declare readonly attempts: number;
   /** Attempts that lost to another writer (409). */
-  readonly conflicts: number;
+  declare readonly conflicts: number;
   /** Attempts the service throttled (429). */
-  readonly throttles: number;
+  declare readonly throttles: number;
   /** Milliseconds spent before giving up (0 for a single rejection). */
-  readonly elapsedMs: number;
+  declare readonly elapsedMs: number;
   /** The newest document seen, if any. */
-  readonly lastDocument: unknown;
+  declare readonly lastDocument: unknown;
   constructor(
     message: string,
     context: ShadowErrorContext & { attempts: number; lastDocument?: unknown } & Partial<
@@ -125,15 +130,15 @@ export class ShadowThrottledError extends ShadowError {
   override readonly name = 'ShadowThrottledError' as const;
   readonly code = 'THROTTLED' as const;
   /** Milliseconds the service asked to wait (`Retry-After`), when it said. */
-  readonly retryAfterMs: number | undefined;
+  declare readonly retryAfterMs: number | undefined;
   /** Attempts made before giving up (1 for a single rejection). */
-  readonly attempts: number;
+  declare readonly attempts: number;
   /** Attempts that lost to another writer (409). */
-  readonly conflicts: number;
+  declare readonly conflicts: number;
   /** Attempts the service throttled (429). */
-  readonly throttles: number;
+  declare readonly throttles: number;
   /** Milliseconds spent before giving up (0 for a single rejection). */
-  readonly elapsedMs: number;
+  declare readonly elapsedMs: number;
   constructor(
     message: string,
     context: ShadowErrorContext & Partial<RetryTally> & { retryAfterMs?: number } = {},
@@ -152,7 +157,7 @@ export class ShadowLimitError extends ShadowError {
   override readonly name = 'ShadowLimitError' as const;
   readonly code = 'LIMIT' as const;
   /** Which limit: for example `maxStateBytes`, `maxDepth`, `thingName`. */
-  readonly limit: string;
+  declare readonly limit: string;
   constructor(message: string, context: ShadowErrorContext & { limit: string }) {
     super(message, context);
     this.limit = context.limit;
@@ -170,7 +175,7 @@ export interface ValidationIssue {
 export class ShadowValidationError extends ShadowError {
   override readonly name = 'ShadowValidationError' as const;
   readonly code = 'VALIDATION' as const;
-  readonly issues: readonly ValidationIssue[];
+  declare readonly issues: readonly ValidationIssue[];
   constructor(message: string, context: ShadowErrorContext & { issues: readonly ValidationIssue[] }) {
     super(message, context);
     this.issues = context.issues;
@@ -181,7 +186,7 @@ export class ShadowValidationError extends ShadowError {
 export class ShadowTimeoutError extends ShadowError {
   override readonly name = 'ShadowTimeoutError' as const;
   readonly code = 'TIMEOUT' as const;
-  readonly timeoutMs: number;
+  declare readonly timeoutMs: number;
   constructor(message: string, context: ShadowErrorContext & { timeoutMs: number }) {
     super(message, context);
     this.timeoutMs = context.timeoutMs;
@@ -209,9 +214,9 @@ export class ShadowJournalCorruptionError extends ShadowError {
   override readonly name = 'ShadowJournalCorruptionError' as const;
   readonly code = 'JOURNAL_CORRUPT' as const;
   /** The damaged file. */
-  readonly file: string;
+  declare readonly file: string;
   /** Byte offset in `file` of the first byte that does not belong to a valid record. */
-  readonly offset: number;
+  declare readonly offset: number;
 
   constructor(message: string, file: string, offset: number, context: ShadowErrorContext = {}) {
     super(message, context);
@@ -225,7 +230,8 @@ export function isShadowError(value: unknown): value is ShadowError {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
 }
 
-function hasCode<C extends ShadowErrorCode>(code: C) {
+// Marked free of side effects so that a bundler drops the guards an app does not call.
+/* @__NO_SIDE_EFFECTS__ */ function hasCode<C extends ShadowErrorCode>(code: C) {
   return (value: unknown): boolean => isShadowError(value) && value.code === code;
 }
 
@@ -250,11 +256,15 @@ export const isShadowValidationError = hasCode('VALIDATION') as (
  * Turns a service rejection into the matching typed error, naming the shadow.
  *
  * @param rejection - the status, message and AWS error type the service answered with
- * @param context - which shadow, and the version the request expected
+ * @param context - which shadow, and the version the request expected; for a 429, the wait the service asked
+ *   for (`retryAfterMs`, also added to the message)
  */
-export function errorFromRejection(rejection: Rejection, context: ShadowErrorContext = {}): ShadowError {
+export function errorFromRejection(
+  rejection: Rejection,
+  context: ShadowErrorContext & { retryAfterMs?: number } = {},
+): ShadowError {
   const target = describeTarget(context);
-  const full: ShadowErrorContext = {
+  const full = {
     ...context,
     awsCode: rejection.errorType,
     awsMessage: rejection.message,
@@ -266,26 +276,37 @@ export function errorFromRejection(rejection: Rejection, context: ShadowErrorCon
       return new ShadowNotFoundError(text, full);
     case 409:
       return new ShadowConflictError(text, { ...full, attempts: 1 });
-    case 429:
-      return new ShadowThrottledError(text, full);
+    case 429: {
+      const wait = context.retryAfterMs;
+      return new ShadowThrottledError(wait === undefined ? text : `${text} (retry after ${wait} ms)`, full);
+    }
     default:
       return new ShadowRejectedError(text, full);
   }
 }
 
 /**
- * The error context naming a shadow: `thingName`, and `shadowName` for a named shadow (no `shadowName: undefined`
- * key). One function for every module that builds errors, so that an app's bundle carries it once.
+ * The error context naming a shadow: `thingName`, and `shadowName` for a named shadow (no key for a name that is
+ * `undefined`). One function for every module that builds errors, so that an app's bundle carries it once.
  *
  * @param target - the shadow
  */
 export function targetContext(target: { thingName: string; shadowName?: string | undefined }): {
   thingName: string;
   shadowName?: string;
+};
+export function targetContext(target: { thingName?: string | undefined; shadowName?: string | undefined }): {
+  thingName?: string;
+  shadowName?: string;
+};
+export function targetContext(target: { thingName?: string | undefined; shadowName?: string | undefined }): {
+  thingName?: string;
+  shadowName?: string;
 } {
-  return target.shadowName === undefined
-    ? { thingName: target.thingName }
-    : { thingName: target.thingName, shadowName: target.shadowName };
+  const context: { thingName?: string; shadowName?: string } = {};
+  if (target.thingName !== undefined) context.thingName = target.thingName;
+  if (target.shadowName !== undefined) context.shadowName = target.shadowName;
+  return context;
 }
 
 /** `shadow 'name' of thing 'thing'` or `classic shadow of thing 'thing'`, for messages. */

@@ -20,6 +20,7 @@ import type {
   UpdateAcceptedBody,
   UpdateState,
 } from './document.js';
+import { rejectionOf } from './error-types.js';
 import { checkTarget, resolveLimits, type ShadowLimits, stateBytes } from './limits.js';
 import { mergeSection } from './merge.js';
 import { mergeSectionMetadata, metadataFor } from './metadata.js';
@@ -189,7 +190,9 @@ export function mergeUpdate(
   const clientToken = readClientToken(request, limits.maxClientTokenBytes);
 
   const badName = checkTarget(target, limits);
-  if (badName !== undefined) return { ok: false, rejection: withToken(badName, clientToken) };
+  if (badName !== undefined) {
+    return { ok: false, rejection: rejectionOf(badName.errorType, badName.message, clientToken) };
+  }
 
   const validated = validateUpdateRequest(request, limits);
   if (!validated.ok) return validated;
@@ -197,13 +200,7 @@ export function mergeUpdate(
 
   const base = currentVersion(prior, now, limits.deletedVersionRetentionMs);
   if (expected !== undefined && expected !== base) {
-    return {
-      ok: false,
-      rejection: withToken(
-        { code: 409, message: VERSION_CONFLICT_MESSAGE, errorType: 'ConflictException' },
-        clientToken,
-      ),
-    };
+    return { ok: false, rejection: rejectionOf('ConflictException', VERSION_CONFLICT_MESSAGE, clientToken) };
   }
 
   const live = prior !== undefined && !('deleted' in prior) ? prior : undefined;
@@ -211,17 +208,13 @@ export function mergeUpdate(
   const state: ShadowState = {};
   const metadata: ShadowMetadata = {};
   for (const section of ['desired', 'reported'] as const) {
-    const storedState = live?.state[section];
-    const storedMetadata = live?.metadata[section];
-    let nextState = storedState;
-    let nextMetadata = storedMetadata;
-    if (patch === null) {
-      nextState = undefined;
-      nextMetadata = undefined;
-    } else if (patch[section] !== undefined) {
-      const sectionPatch = patch[section];
-      nextState = mergeSection(storedState, sectionPatch);
-      nextMetadata = mergeSectionMetadata(storedMetadata, sectionPatch, timestamp);
+    let nextState = live?.state[section];
+    let nextMetadata = live?.metadata[section];
+    // A `null` state removes both sections, like a `null` section removes itself.
+    const sectionPatch = patch === null ? null : patch[section];
+    if (sectionPatch !== undefined) {
+      nextState = mergeSection(nextState, sectionPatch);
+      nextMetadata = mergeSectionMetadata(nextMetadata, sectionPatch, timestamp);
     }
     if (nextState !== undefined && nextMetadata !== undefined) {
       state[section] = nextState;
@@ -233,10 +226,7 @@ export function mergeUpdate(
   if (stateBytes(state) > limits.maxStateBytes) {
     return {
       ok: false,
-      rejection: withToken(
-        { code: 413, message: STATE_TOO_LARGE_MESSAGE, errorType: 'RequestEntityTooLargeException' },
-        clientToken,
-      ),
+      rejection: rejectionOf('RequestEntityTooLargeException', STATE_TOO_LARGE_MESSAGE, clientToken),
     };
   }
 
@@ -255,8 +245,4 @@ function acceptedMetadata(patch: UpdateState | null, timestamp: number): UpdateA
     out.reported = metadataFor(patch.reported, timestamp) as MetadataObject | LeafMetadata;
   }
   return out;
-}
-
-function withToken(rejection: Rejection, clientToken: string | undefined): Rejection {
-  return clientToken === undefined ? rejection : { ...rejection, clientToken };
 }

@@ -58,8 +58,7 @@ function deltaOf(desired: JsonObject, reported: JsonObject): JsonObject | undefi
     else value = Array.isArray(r) ? d : deltaOf(d, r);
     if (value !== undefined) {
       out ??= {};
-      if (key === '__proto__') setKey(out, key, value);
-      else out[key] = value;
+      setKey(out, key, value);
     }
   }
   return out;

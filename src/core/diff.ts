@@ -88,8 +88,7 @@ function diffObjects(from: JsonObject, to: JsonObject): JsonObject | undefined {
     const change = diffValues(f, t);
     if (change !== undefined) {
       out ??= {};
-      if (key === '__proto__') setOwn(out, key, change);
-      else out[key] = change;
+      setOwn(out, key, change);
     }
   }
   return done === fromKeys.length ? out : withRemovedKeys(from, to, out);
@@ -133,8 +132,7 @@ function diffByKey(
     const f = from[key];
     if (f === undefined || typeof f === 'function' || (key === '__proto__' && !hasOwn(from, key))) {
       out ??= {};
-      if (key === '__proto__') setOwn(out, key, t);
-      else out[key] = t;
+      setOwn(out, key, t);
       continue;
     }
     shared++;
@@ -142,8 +140,7 @@ function diffByKey(
     const change = diffValues(f, t);
     if (change !== undefined) {
       out ??= {};
-      if (key === '__proto__') setOwn(out, key, change);
-      else out[key] = change;
+      setOwn(out, key, change);
     }
   }
   return shared === fromCount ? out : withRemovedKeys(from, to, out);
@@ -154,8 +151,7 @@ function withRemovedKeys(from: JsonObject, to: JsonObject, update: JsonObject | 
   const out = update ?? {};
   for (const key in from) {
     if (hasKey(to, key)) continue;
-    if (key === '__proto__') setOwn(out, key, null);
-    else out[key] = null;
+    setOwn(out, key, null);
   }
   return out;
 }

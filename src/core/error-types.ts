@@ -16,6 +16,21 @@ export const STATUS_BY_ERROR_TYPE: Readonly<Record<ShadowErrorType, number>> = O
 });
 
 /**
+ * The rejection the service answers with: `errorType`'s status, `message`, and the request's `clientToken`
+ * when it could be read (no `clientToken` key otherwise). One builder for the core's rejections.
+ *
+ * @param errorType - the AWS error type
+ * @param message - the text of the rejection
+ * @param clientToken - the request's valid clientToken, if any
+ * @example rejectionOf('ConflictException', 'Version conflict') // { code: 409, message: 'Version conflict', errorType: 'ConflictException' }
+ */
+export function rejectionOf(errorType: ShadowErrorType, message: string, clientToken?: string): Rejection {
+  const rejection: Rejection = { code: STATUS_BY_ERROR_TYPE[errorType], message, errorType };
+  if (clientToken !== undefined) rejection.clientToken = clientToken;
+  return rejection;
+}
+
+/**
  * The rejection an MQTT `rejected` body stands for. The body carries only the status number, so the REST
  * error type is the one the data plane uses for that status: an MQTT rejection then maps to the same typed
  * error as the HTTP one. An unknown status counts as `InternalFailureException`. (Looked up per call, not

@@ -2,7 +2,7 @@
  * Small operations on JSON values shared by the core and the adapters: type test, own-key writes that are
  * safe for `__proto__`, copies that keep V8's fast object shapes.
  */
-import type { JsonObject, JsonValue } from './document.js';
+import type { JsonObject, JsonPrimitive, JsonValue } from './document.js';
 
 /**
  * A shallow copy built by object spread. V8 turns objects that gain many keys by computed-name stores, or
@@ -38,28 +38,44 @@ export function setOwn<T>(target: { [key: string]: T }, key: string, value: T): 
   }
 }
 
+/** A tree shaped like a JSON value whose scalar leaves became `L`s. */
+export type JsonTree<L> = L | JsonTree<L>[] | { [key: string]: JsonTree<L> };
+
+/**
+ * A deep copy of a JSON value in which every scalar leaf (`null` included) becomes `leaf(value)`: arrays stay
+ * arrays, objects stay objects (properties holding `undefined` are dropped).
+ *
+ * @param value - the value to copy
+ * @param leaf - the node for a scalar leaf
+ */
+export function mapLeaves<L>(value: JsonValue, leaf: (value: JsonPrimitive) => L): JsonTree<L> {
+  if (Array.isArray(value)) return value.map((element) => mapLeaves(element, leaf));
+  if (isJsonObject(value)) {
+    // Spread first and overwrite existing keys in place: no key is added, so the copy stays a fast object.
+    let out = { ...value } as unknown as { [key: string]: JsonTree<L> };
+    let reshaped = false;
+    for (const key of Object.keys(out)) {
+      const child = value[key];
+      if (child === undefined) {
+        delete out[key];
+        reshaped = true;
+      } else {
+        setOwn(out, key, mapLeaves(child, leaf));
+      }
+    }
+    if (reshaped) out = fastCopy(out);
+    return out;
+  }
+  return leaf(value);
+}
+
+const itself = <T>(value: T): T => value;
+
 /**
  * A deep copy of a JSON value (object properties holding `undefined` are dropped).
  *
  * @param value - the value to copy
  */
 export function cloneJson<T extends JsonValue>(value: T): T {
-  if (Array.isArray(value)) return value.map((element) => cloneJson(element)) as T;
-  if (isJsonObject(value)) {
-    // Spread first and overwrite existing keys in place: no key is added, so the copy stays a fast object.
-    let out: JsonObject = { ...value };
-    let reshaped = false;
-    for (const key of Object.keys(out)) {
-      const child = out[key];
-      if (child === undefined) {
-        delete out[key];
-        reshaped = true;
-      } else if (typeof child === 'object' && child !== null) {
-        setOwn(out, key, cloneJson(child));
-      }
-    }
-    if (reshaped) out = fastCopy(out);
-    return out as T;
-  }
-  return value;
+  return mapLeaves(value, itself) as T;
 }

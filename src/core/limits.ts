@@ -4,6 +4,7 @@
  */
 import { ShadowOptionsError } from '../errors.js';
 import type { JsonValue, Rejection, ShadowState, ShadowTarget } from './document.js';
+import { rejectionOf } from './error-types.js';
 
 /** Limits the Device Shadow service enforces. */
 export interface ShadowLimits {
@@ -160,33 +161,37 @@ export function checkTarget(
   target: ShadowTarget,
   limits: Pick<ShadowLimits, 'maxThingNameLength' | 'maxShadowNameLength'> = DEFAULT_LIMITS,
 ): Rejection | undefined {
+  // checkName directly, not through checkThingName / checkShadowName: an app's bundle then carries neither.
+  const { thingName, shadowName } = target;
   return (
-    checkThingName(target.thingName, limits) ??
-    (target.shadowName === undefined ? undefined : checkShadowName(target.shadowName, limits))
+    checkName('thingName', thingName, limits.maxThingNameLength, THING_NAME_PATTERN) ??
+    (shadowName === undefined
+      ? undefined
+      : checkName('shadowName', shadowName, limits.maxShadowNameLength, SHADOW_NAME_PATTERN))
   );
 }
 
 function checkName(field: string, value: string, maxLength: number, pattern: RegExp): Rejection | undefined {
-  if (typeof value !== 'string') {
-    return invalidRequest(
-      `1 validation error detected: Value at '${field}' failed to satisfy constraint: Member must not be null`,
-    );
-  }
   const failures: string[] = [];
-  if (value.length < 1) failures.push('Member must have length greater than or equal to 1');
-  if (value.length > maxLength) failures.push(`Member must have length less than or equal to ${maxLength}`);
-  if (value.length > 0 && !pattern.test(value)) {
-    failures.push(`Member must satisfy regular expression pattern: ${pattern.source.slice(1, -1)}`);
+  if (typeof value !== 'string') failures.push('Member must not be null');
+  else {
+    if (value.length < 1) failures.push('Member must have length greater than or equal to 1');
+    if (value.length > maxLength) failures.push(`Member must have length less than or equal to ${maxLength}`);
+    if (value.length > 0 && !pattern.test(value)) {
+      failures.push(`Member must satisfy regular expression pattern: ${pattern.source.slice(1, -1)}`);
+    }
   }
   if (failures.length === 0) return undefined;
+  // AWS quotes the value, except a missing one.
+  const subject = typeof value === 'string' ? `Value '${value}' at` : 'Value at';
   const count = `${failures.length} validation error${failures.length === 1 ? '' : 's'} detected`;
   return invalidRequest(
-    `${count}: ${failures.map((failure) => `Value '${value}' at '${field}' failed to satisfy constraint: ${failure}`).join('; ')}`,
+    `${count}: ${failures.map((failure) => `${subject} '${field}' failed to satisfy constraint: ${failure}`).join('; ')}`,
   );
 }
 
 function invalidRequest(message: string): Rejection {
-  return { code: 400, message, errorType: 'InvalidRequestException' };
+  return rejectionOf('InvalidRequestException', message);
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * The service's merge of an update request section into a stored section (spec section 2).
  */
-import type { JsonObject } from './document.js';
+import type { JsonObject, JsonValue } from './document.js';
 import { cloneJson, fastCopy, isJsonObject, setOwn } from './json-value.js';
 
 /**
@@ -28,13 +28,45 @@ export function mergeSection(
   stored: JsonObject | undefined,
   patch: JsonObject | null,
 ): JsonObject | undefined {
+  return mergeSectionWith(stored, patch, STATE_TREE);
+}
+
+/**
+ * How {@link mergeSectionWith} builds one kind of tree from an update section: the state itself, or the
+ * metadata that mirrors it (one merge walk for both, so that they cannot drift apart).
+ */
+export interface MergedTree<N> {
+  /** Whether a stored node is an object that an object in the patch merges into (anything else is replaced). */
+  isObject(node: N | undefined): node is N & { [key: string]: N };
+  /** The node written for a scalar or an array of the patch. */
+  leaf(value: JsonValue): N;
+}
+
+const STATE_TREE: MergedTree<JsonValue> = { isObject: isJsonObject, leaf: cloneJson };
+
+/**
+ * The merge rules of {@link mergeSection} applied to a tree of `tree`'s kind: keys set to `null` are removed,
+ * objects merge into stored objects (anything else stored is replaced by a merge into `{}`), scalars and arrays
+ * become `tree.leaf(value)`. Inputs are never mutated; unchanged subtrees of `stored` are shared.
+ *
+ * @returns the new section, or `undefined` when it is empty (an empty section is never stored)
+ */
+export function mergeSectionWith<N>(
+  stored: { [key: string]: N } | undefined,
+  patch: JsonObject | null,
+  tree: MergedTree<N>,
+): { [key: string]: N } | undefined {
   if (patch === null) return undefined;
-  const merged = mergeObject(stored ?? {}, patch);
+  const merged = mergeObject(stored ?? {}, patch, tree);
   return Object.keys(merged).length === 0 ? undefined : merged;
 }
 
-function mergeObject(base: JsonObject, patch: JsonObject): JsonObject {
-  let out: JsonObject | undefined;
+function mergeObject<N>(
+  base: { [key: string]: N },
+  patch: JsonObject,
+  tree: MergedTree<N>,
+): { [key: string]: N } {
+  let out: { [key: string]: N } | undefined;
   let reshaped = false;
   for (const key of Object.keys(patch)) {
     const value = patch[key];
@@ -48,9 +80,11 @@ function mergeObject(base: JsonObject, patch: JsonObject): JsonObject {
       }
       continue;
     }
+    // An object patched over anything but an object starts from an empty object, so nulls inside it are
+    // dropped and empty objects stay (`{"n":{"m":null}}` stores `n: {}`).
     const next = isJsonObject(value)
-      ? mergeObject(isJsonObject(current) ? current : {}, value)
-      : cloneJson(value);
+      ? (mergeObject(tree.isObject(current) ? current : {}, value, tree) as N)
+      : tree.leaf(value);
     if (next !== current) {
       out ??= { ...base };
       if (current === undefined) reshaped = true;

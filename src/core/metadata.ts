@@ -4,7 +4,8 @@
  * scalar leaf becomes `{ timestamp }` (epoch seconds of the update that last wrote it).
  */
 import type { JsonObject, JsonValue, LeafMetadata, MetadataNode, MetadataObject } from './document.js';
-import { fastCopy, isJsonObject, setOwn } from './json-value.js';
+import { isJsonObject, mapLeaves, setOwn } from './json-value.js';
+import { mergeSectionWith } from './merge.js';
 
 /**
  * Metadata of a value written at `timestamp`: a scalar (or `null`) becomes `{ timestamp }`, an array one
@@ -17,24 +18,7 @@ import { fastCopy, isJsonObject, setOwn } from './json-value.js';
  * @example metadataFor({ on: true, rgb: [1, 2] }, 7) // { on: { timestamp: 7 }, rgb: [{ timestamp: 7 }, { timestamp: 7 }] }
  */
 export function metadataFor(value: JsonValue, timestamp: number): MetadataNode {
-  if (Array.isArray(value)) return value.map((element) => metadataFor(element, timestamp));
-  if (isJsonObject(value)) {
-    // Same keys as the value, overwritten in place (see fastCopy for why no key is added one by one).
-    let out = { ...value } as unknown as MetadataObject;
-    let reshaped = false;
-    for (const key of Object.keys(out)) {
-      const child = value[key];
-      if (child === undefined) {
-        delete out[key];
-        reshaped = true;
-      } else {
-        setOwn(out, key, metadataFor(child, timestamp));
-      }
-    }
-    if (reshaped) out = fastCopy(out);
-    return out;
-  }
-  return { timestamp };
+  return mapLeaves(value, () => ({ timestamp }));
 }
 
 /**
@@ -114,36 +98,8 @@ export function mergeSectionMetadata(
   patch: JsonObject | null,
   timestamp: number,
 ): MetadataObject | undefined {
-  if (patch === null) return undefined;
-  const merged = mergeMetadataObject(stored ?? {}, patch, timestamp);
-  return Object.keys(merged).length === 0 ? undefined : merged;
-}
-
-function mergeMetadataObject(base: MetadataObject, patch: JsonObject, timestamp: number): MetadataObject {
-  let out: MetadataObject | undefined;
-  let reshaped = false;
-  for (const key of Object.keys(patch)) {
-    const value = patch[key];
-    if (value === undefined) continue;
-    const current = Object.hasOwn(base, key) ? base[key] : undefined;
-    if (value === null) {
-      if (current !== undefined) {
-        out ??= { ...base };
-        delete out[key];
-        reshaped = true;
-      }
-      continue;
-    }
-    // Mirrors the state merge: an object patched over anything but an object starts from an empty object,
-    // so nulls inside it are dropped and empty objects stay (`{"n":{"m":null}}` stores `n: {}`).
-    const next = isJsonObject(value)
-      ? mergeMetadataObject(isObjectMetadata(current) ? current : {}, value, timestamp)
-      : metadataFor(value, timestamp);
-    if (next !== current) {
-      out ??= { ...base };
-      if (current === undefined) reshaped = true;
-      setOwn(out, key, next);
-    }
-  }
-  return out === undefined ? base : reshaped ? fastCopy(out) : out;
+  return mergeSectionWith<MetadataNode>(stored, patch, {
+    isObject: isObjectMetadata,
+    leaf: (value) => metadataFor(value, timestamp),
+  });
 }

@@ -15,6 +15,7 @@ import {
   describeTarget,
   ShadowOptionsError,
   ShadowValidationError,
+  targetContext,
   type ValidationIssue,
 } from '../errors.js';
 import type {
@@ -76,7 +77,9 @@ const isNatural = (value: unknown): boolean => Number.isInteger(value) && (value
 }
 
 const stringCheck = simple('a string', (value) => typeof value === 'string');
-const integerCheck = simple('an integer', Number.isInteger);
+// An arrow, not `Number.isInteger` itself: reading a global's property could have side effects for a bundler,
+// which would then keep this check in bundles that never use it.
+const integerCheck = simple('an integer', (value) => Number.isInteger(value));
 /** Versions and epoch seconds. */
 const naturalCheck = simple('a non-negative integer', isNatural);
 const objectCheck = simple('an object', isPlainObject);
@@ -287,13 +290,6 @@ function issuePath(path: StandardSchemaV1.Issue['path']): (string | number)[] {
   });
 }
 
-function targetOf(context: ParseContext): { thingName?: string; shadowName?: string } {
-  const target: { thingName?: string; shadowName?: string } = {};
-  if (context.thingName !== undefined) target.thingName = context.thingName;
-  if (context.shadowName !== undefined) target.shadowName = context.shadowName;
-  return target;
-}
-
 /**
  * Runs a synchronous Standard Schema and returns its output or its issues with plain paths.
  *
@@ -307,7 +303,7 @@ export function checkWithSchema<T>(
 ): { value: T; issues?: undefined } | { issues: ValidationIssue[] } {
   const result = schema['~standard'].validate(value);
   if (result instanceof Promise) {
-    const target = targetOf(context);
+    const target = targetContext(context);
     throw new ShadowOptionsError(
       `The schema of the ${context.what} for ${describeTarget(target)} validates asynchronously; shadow-sync needs a synchronous schema`,
       target,
@@ -319,7 +315,7 @@ export function checkWithSchema<T>(
 
 /** The {@link ShadowValidationError} listing `issues` for a value described by `context`. */
 export function validationError(issues: ValidationIssue[], context: ParseContext): ShadowValidationError {
-  const target = targetOf(context);
+  const target = targetContext(context);
   const listed = issues
     .map((issue) => `${issue.path.length === 0 ? '(root)' : issue.path.join('.')}: ${issue.message}`)
     .join('; ');

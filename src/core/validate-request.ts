@@ -2,27 +2,42 @@
  * Structural validation of an update request (spec 5.1, 5.3 steps 2 to 10), with AWS's exact texts.
  */
 import type { JsonObject, Rejection, UpdateRequest, UpdateState } from './document.js';
+import { rejectionOf } from './error-types.js';
+import { isJsonObject } from './json-value.js';
 import { DEFAULT_LIMITS, type ShadowLimits, utf8ByteLength } from './limits.js';
 
 /** The result of {@link validateUpdateRequest}: the typed request, or the rejection to send. */
 export type ValidateResult = { ok: true; request: UpdateRequest } | { ok: false; rejection: Rejection };
+
+// The texts of the 400 rejections an update request can get, as constants (a bundler shortens their names,
+// not an object's keys); REQUEST_REJECTION_MESSAGES lists them.
+const INVALID_JSON = 'Invalid JSON';
+const MISSING_STATE = 'Missing required node: state';
+const STATE_NOT_OBJECT = 'State node must be an object';
+const invalidStateNode = (key: string) => `State contains an invalid node: '${key}'`;
+const DESIRED_NOT_OBJECT = 'Desired node must be an object';
+const REPORTED_NOT_OBJECT = 'Reported node must be an object';
+const ARRAY_WITH_NULL_MESSAGE = 'Arrays in the state must not contain null';
+const tooDeep = (maxDepth: number) => `JSON contains too many levels of nesting; maximum is ${maxDepth}`;
+const INVALID_CLIENT_TOKEN = 'Invalid clientToken';
+const INVALID_VERSION = 'Invalid version';
 
 /**
  * The texts of the 400 rejections an update request can get. All are AWS's documented texts (spec 5.1)
  * except `arrayWithNull`: AWS documents that arrays must not contain `null` but not the message, so we
  * chose a descriptive one.
  */
-export const REQUEST_REJECTION_MESSAGES = Object.freeze({
-  invalidJson: 'Invalid JSON',
-  missingState: 'Missing required node: state',
-  stateNotObject: 'State node must be an object',
-  invalidStateNode: (key: string) => `State contains an invalid node: '${key}'`,
-  desiredNotObject: 'Desired node must be an object',
-  reportedNotObject: 'Reported node must be an object',
-  arrayWithNull: 'Arrays in the state must not contain null',
-  tooDeep: (maxDepth: number) => `JSON contains too many levels of nesting; maximum is ${maxDepth}`,
-  invalidClientToken: 'Invalid clientToken',
-  invalidVersion: 'Invalid version',
+export const REQUEST_REJECTION_MESSAGES = /* @__PURE__ */ Object.freeze({
+  invalidJson: INVALID_JSON,
+  missingState: MISSING_STATE,
+  stateNotObject: STATE_NOT_OBJECT,
+  invalidStateNode,
+  desiredNotObject: DESIRED_NOT_OBJECT,
+  reportedNotObject: REPORTED_NOT_OBJECT,
+  arrayWithNull: ARRAY_WITH_NULL_MESSAGE,
+  tooDeep,
+  invalidClientToken: INVALID_CLIENT_TOKEN,
+  invalidVersion: INVALID_VERSION,
 });
 
 /**
@@ -38,8 +53,8 @@ export function readClientToken(
   request: unknown,
   maxClientTokenBytes: number = DEFAULT_LIMITS.maxClientTokenBytes,
 ): string | undefined {
-  if (typeof request !== 'object' || request === null || Array.isArray(request)) return undefined;
-  const token = (request as Record<string, unknown>).clientToken;
+  if (!isJsonObject(request)) return undefined;
+  const token = request.clientToken;
   return isValidClientToken(token, maxClientTokenBytes) ? token : undefined;
 }
 
@@ -81,37 +96,33 @@ export function validateUpdateRequest(
   const clientToken = readClientToken(request, limits.maxClientTokenBytes);
   const reject = (message: string): ValidateResult => ({
     ok: false,
-    rejection:
-      clientToken === undefined
-        ? { code: 400, message, errorType: 'InvalidRequestException' }
-        : { code: 400, message, errorType: 'InvalidRequestException', clientToken },
+    rejection: rejectionOf('InvalidRequestException', message, clientToken),
   });
-  const messages = REQUEST_REJECTION_MESSAGES;
-  if (!isPlainObject(request)) return reject(messages.invalidJson);
-  if (!Object.hasOwn(request, 'state') || request.state === undefined) return reject(messages.missingState);
+  if (!isPlainObject(request)) return reject(INVALID_JSON);
+  if (!Object.hasOwn(request, 'state') || request.state === undefined) return reject(MISSING_STATE);
 
   const rawState = request.state;
   let state: UpdateState | null = null;
   if (rawState !== null) {
-    if (!isPlainObject(rawState)) return reject(messages.stateNotObject);
+    if (!isPlainObject(rawState)) return reject(STATE_NOT_OBJECT);
     for (const key of Object.keys(rawState)) {
       if (key !== 'desired' && key !== 'reported' && rawState[key] !== undefined) {
-        return reject(messages.invalidStateNode(key));
+        return reject(invalidStateNode(key));
       }
     }
     const { desired, reported } = rawState;
     if (desired !== undefined && desired !== null && !isPlainObject(desired)) {
-      return reject(messages.desiredNotObject);
+      return reject(DESIRED_NOT_OBJECT);
     }
     if (reported !== undefined && reported !== null && !isPlainObject(reported)) {
-      return reject(messages.reportedNotObject);
+      return reject(REPORTED_NOT_OBJECT);
     }
     const sections = [desired, reported].filter(isPlainObject);
-    let problem: Problem = 'none';
+    let problem: Problem = NO_PROBLEM;
     for (const section of sections) problem = worst(problem, inspect(section, 1, limits.maxDepth));
-    if (problem === 'notJson') return reject(messages.invalidJson);
-    if (problem === 'arrayWithNull') return reject(messages.arrayWithNull);
-    if (problem === 'tooDeep') return reject(messages.tooDeep(limits.maxDepth));
+    if (problem === NOT_JSON) return reject(INVALID_JSON);
+    if (problem === ARRAY_WITH_NULL) return reject(ARRAY_WITH_NULL_MESSAGE);
+    if (problem === TOO_DEEP) return reject(tooDeep(limits.maxDepth));
     // Built in the request's key order, so the accepted echo serializes exactly like the request's state.
     state = {};
     for (const key of Object.keys(rawState)) {
@@ -122,14 +133,14 @@ export function validateUpdateRequest(
 
   const token = request.clientToken;
   if (token !== undefined && !isValidClientToken(token, limits.maxClientTokenBytes)) {
-    return reject(messages.invalidClientToken);
+    return reject(INVALID_CLIENT_TOKEN);
   }
   const version = request.version;
   if (
     version !== undefined &&
     !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 0)
   ) {
-    return reject(messages.invalidVersion);
+    return reject(INVALID_VERSION);
   }
 
   const typed: UpdateRequest = { state };
@@ -138,11 +149,15 @@ export function validateUpdateRequest(
   return { ok: true, request: typed };
 }
 
-type Problem = 'none' | 'tooDeep' | 'arrayWithNull' | 'notJson';
-const SEVERITY: Record<Problem, number> = { none: 0, tooDeep: 1, arrayWithNull: 2, notJson: 3 };
+// What inspect() can find in a section, in rising severity: the most severe problem decides the message.
+const NO_PROBLEM = 0;
+const TOO_DEEP = 1;
+const ARRAY_WITH_NULL = 2;
+const NOT_JSON = 3;
+type Problem = typeof NO_PROBLEM | typeof TOO_DEEP | typeof ARRAY_WITH_NULL | typeof NOT_JSON;
 
 function worst(a: Problem, b: Problem): Problem {
-  return SEVERITY[a] >= SEVERITY[b] ? a : b;
+  return a >= b ? a : b;
 }
 
 /** True for an object created by JSON.parse or an object literal (not an array, not a class instance). */
@@ -158,26 +173,26 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  * deep is then reported as too deep).
  */
 function inspect(container: Record<string, unknown> | unknown[], level: number, maxDepth: number): Problem {
-  if (level > maxDepth) return 'tooDeep';
-  let problem: Problem = 'none';
+  if (level > maxDepth) return TOO_DEEP;
+  let problem: Problem = NO_PROBLEM;
   const isArray = Array.isArray(container);
   const values: unknown[] = isArray ? container : Object.values(container);
   for (const value of values) {
-    let found: Problem = 'none';
+    let found: Problem = NO_PROBLEM;
     if (value === null) {
-      if (isArray) found = 'arrayWithNull';
+      if (isArray) found = ARRAY_WITH_NULL;
     } else if (value === undefined) {
       // A missing property is fine (JSON.stringify drops it); a hole or undefined element is not JSON.
-      if (isArray) found = 'notJson';
+      if (isArray) found = NOT_JSON;
     } else if (Array.isArray(value) || isPlainObject(value)) {
       found = inspect(value, level + 1, maxDepth);
     } else if (typeof value === 'number') {
-      if (!Number.isFinite(value)) found = 'notJson';
+      if (!Number.isFinite(value)) found = NOT_JSON;
     } else if (typeof value !== 'string' && typeof value !== 'boolean') {
-      found = 'notJson';
+      found = NOT_JSON;
     }
     problem = worst(problem, found);
-    if (problem === 'notJson') return problem;
+    if (problem === NOT_JSON) return problem;
   }
   return problem;
 }

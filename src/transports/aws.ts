@@ -13,14 +13,14 @@ import { STATUS_BY_ERROR_TYPE } from '../core/error-types.js';
 import {
   describeTarget,
   errorFromRejection,
+  isShadowError,
   type ShadowError,
   ShadowOptionsError,
   ShadowRejectedError,
-  ShadowThrottledError,
   ShadowTransportError,
   targetContext,
 } from '../errors.js';
-import { decodeResponseBody } from './response-decoder.js';
+import { decodeResponseBody, type ResponseBodies } from './response-decoder.js';
 import type { ShadowDocument, ShadowTransport, TransportCallOptions } from './transport.js';
 
 /** Options of {@link awsTransport}. */
@@ -54,26 +54,22 @@ export const AWS_TRANSPORT_DEFAULTS: Readonly<Required<AwsTransportOptions>> = O
  * @throws ShadowOptionsError naming an unknown key or a value of the wrong type
  */
 export function resolveAwsTransportOptions(options: AwsTransportOptions = {}): Required<AwsTransportOptions> {
+  const known = Object.keys(AWS_TRANSPORT_DEFAULTS) as (keyof AwsTransportOptions)[];
   for (const key of Object.keys(options)) {
-    if (!(key in AWS_TRANSPORT_DEFAULTS)) {
-      throw new ShadowOptionsError(
-        `awsTransport: unknown option '${key}' (known: ${Object.keys(AWS_TRANSPORT_DEFAULTS).join(', ')})`,
-      );
+    if (!(known as string[]).includes(key)) {
+      throw new ShadowOptionsError(`awsTransport: unknown option '${key}' (known: ${known.join(', ')})`);
     }
   }
-  const validateResponses = options.validateResponses ?? AWS_TRANSPORT_DEFAULTS.validateResponses;
-  if (typeof validateResponses !== 'boolean') {
-    throw new ShadowOptionsError(
-      `awsTransport: validateResponses must be a boolean, got ${String(validateResponses)}`,
-    );
+  // Every option is a boolean.
+  const resolved = { ...AWS_TRANSPORT_DEFAULTS };
+  for (const key of known) {
+    const value = options[key] ?? AWS_TRANSPORT_DEFAULTS[key];
+    if (typeof value !== 'boolean') {
+      throw new ShadowOptionsError(`awsTransport: ${key} must be a boolean, got ${String(value)}`);
+    }
+    resolved[key] = value;
   }
-  const allowSdkRetries = options.allowSdkRetries ?? AWS_TRANSPORT_DEFAULTS.allowSdkRetries;
-  if (typeof allowSdkRetries !== 'boolean') {
-    throw new ShadowOptionsError(
-      `awsTransport: allowSdkRetries must be a boolean, got ${String(allowSdkRetries)}`,
-    );
-  }
-  return { validateResponses, allowSdkRetries };
+  return resolved;
 }
 
 /**
@@ -103,6 +99,8 @@ interface SdkErrorLike {
   $response?: { headers?: Record<string, unknown> };
 }
 
+const DECIMAL = /^\d+(\.\d+)?$/;
+
 /**
  * The wait a throttled answer asks for, in milliseconds: `x-amz-retry-after` (milliseconds) or `Retry-After`
  * (seconds, or an HTTP date), as the AWS SDKs read them. AWS IoT does not document either header for the
@@ -125,10 +123,10 @@ export function retryAfterMs(
     if (lower === 'x-amz-retry-after') milliseconds = value;
     else if (lower === 'retry-after') seconds = value;
   }
-  if (milliseconds !== undefined && /^\d+(\.\d+)?$/.test(milliseconds.trim())) return Number(milliseconds);
+  if (milliseconds !== undefined && DECIMAL.test(milliseconds.trim())) return Number(milliseconds);
   if (seconds === undefined) return undefined;
   const trimmed = seconds.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;
+  if (DECIMAL.test(trimmed)) return Number(trimmed) * 1000;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
@@ -155,16 +153,12 @@ export function mapAwsError(error: unknown, target: ShadowTarget, expectedVersio
   const httpStatus = sdk.$metadata?.httpStatusCode;
   if (Object.hasOwn(STATUS_BY_ERROR_TYPE, name)) {
     const errorType = name as ShadowErrorType;
-    const mapped = errorFromRejection({ code: STATUS_BY_ERROR_TYPE[errorType], message, errorType }, context);
-    const wait = mapped.code === 'THROTTLED' ? retryAfterMs(sdk.$response?.headers) : undefined;
-    if (wait === undefined) return mapped;
-    return new ShadowThrottledError(`${mapped.message} (retry after ${wait} ms)`, {
-      ...context,
-      awsCode: errorType,
-      awsMessage: message,
-      statusCode: 429,
-      retryAfterMs: wait,
-    });
+    const code = STATUS_BY_ERROR_TYPE[errorType];
+    const wait = code === 429 ? retryAfterMs(sdk.$response?.headers) : undefined;
+    return errorFromRejection(
+      { code, message, errorType },
+      wait === undefined ? context : { ...context, retryAfterMs: wait },
+    );
   }
   if (typeof httpStatus === 'number') {
     return new ShadowRejectedError(`${describeTarget(context)}: ${name} (${httpStatus}) ${message}`, {
@@ -208,56 +202,56 @@ export function awsTransport(client: IoTDataPlaneClient, options: AwsTransportOp
         `awsTransport: the IoTDataPlaneClient retries on its own (${attempts} attempts per request) under shadow-sync's retries: create it with maxAttempts: 1, or pass { allowSdkRetries: true }`,
       );
     }));
-  const sendOptions = (call?: TransportCallOptions) =>
-    call?.signal === undefined ? undefined : { abortSignal: call.signal };
-  // The contract (and the MQTT transport) rejects an aborted call with the signal's reason; the SDK throws
-  // its own AbortError, which carries no status and would otherwise read as a lost connection.
-  const throwIfAborted = (call?: TransportCallOptions) => call?.signal?.throwIfAborted();
   const names = targetContext;
+  /** Sends one command (made once the client is checked) and decodes its answer; SDK errors become typed shadow errors. */
+  const send = async <K extends keyof ResponseBodies>(
+    kind: K,
+    command: () => GetThingShadowCommand | UpdateThingShadowCommand | DeleteThingShadowCommand,
+    target: ShadowTarget,
+    call: TransportCallOptions | undefined,
+    expectedVersion?: number,
+  ): Promise<ResponseBodies[K]> => {
+    await checkClient();
+    let payload: Uint8Array | undefined;
+    try {
+      ({ payload } = await client.send(
+        command() as UpdateThingShadowCommand,
+        call?.signal === undefined ? undefined : { abortSignal: call.signal },
+      ));
+    } catch (error) {
+      // The contract (and the MQTT transport) rejects an aborted call with the signal's reason; the SDK throws
+      // its own AbortError, which carries no status and would otherwise read as a lost connection.
+      call?.signal?.throwIfAborted();
+      throw mapAwsError(error, target, expectedVersion);
+    }
+    return decodeResponseBody(kind, payload, target, validateResponses);
+  };
 
   return {
     async get(target, call) {
-      await checkClient();
-      let payload: Uint8Array | undefined;
       try {
-        ({ payload } = await client.send(new GetThingShadowCommand(names(target)), sendOptions(call)));
+        return (await send(
+          'get',
+          () => new GetThingShadowCommand(names(target)),
+          target,
+          call,
+        )) as ShadowDocument;
       } catch (error) {
-        throwIfAborted(call);
-        const mapped = mapAwsError(error, target);
-        if (mapped.code === 'NOT_FOUND') return undefined;
-        throw mapped;
+        // Only a mapped SDK error can be a NOT_FOUND: a body that fails to decode is a transport or
+        // validation error.
+        if (isShadowError(error) && error.code === 'NOT_FOUND') return undefined;
+        throw error;
       }
-      return decodeResponseBody('get', payload, target, validateResponses) as ShadowDocument;
     },
 
     async update(target, request: UpdateRequest, call) {
-      await checkClient();
-      let payload: Uint8Array | undefined;
-      try {
-        ({ payload } = await client.send(
-          new UpdateThingShadowCommand({
-            ...names(target),
-            payload: encoder.encode(JSON.stringify(request)),
-          }),
-          sendOptions(call),
-        ));
-      } catch (error) {
-        throwIfAborted(call);
-        throw mapAwsError(error, target, request.version);
-      }
-      return decodeResponseBody('update', payload, target, validateResponses);
+      const command = () =>
+        new UpdateThingShadowCommand({ ...names(target), payload: encoder.encode(JSON.stringify(request)) });
+      return send('update', command, target, call, request.version);
     },
 
     async delete(target, call) {
-      await checkClient();
-      let payload: Uint8Array | undefined;
-      try {
-        ({ payload } = await client.send(new DeleteThingShadowCommand(names(target)), sendOptions(call)));
-      } catch (error) {
-        throwIfAborted(call);
-        throw mapAwsError(error, target);
-      }
-      return decodeResponseBody('delete', payload, target, validateResponses);
+      return send('delete', () => new DeleteThingShadowCommand(names(target)), target, call);
     },
   };
 }
