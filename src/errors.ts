@@ -34,15 +34,13 @@ export interface ShadowErrorContext {
   cause?: unknown;
 }
 
-/**
- * Base class of every error shadow-sync throws. Use {@link isShadowError} rather than `instanceof`.
- *
- * Fields set by a constructor are `declare`d: the constructor's assignments create them (same own properties,
- * same order), and a field declaration would repeat every name in the emitted code of an app's bundle.
- */
+/** Base class of every error shadow-sync throws. Use {@link isShadowError} rather than `instanceof`. */
 export abstract class ShadowError extends Error {
   abstract override readonly name: string;
   abstract readonly code: ShadowErrorCode;
+  // Fields set by a constructor are `declare`d, here and in the subclasses: the constructor's assignments create
+  // them (same own properties, same order), and a field declaration would repeat every name in the emitted code
+  // of an app's bundle.
   declare readonly thingName: string | undefined;
   declare readonly shadowName: string | undefined;
   declare readonly expectedVersion: number | undefined;
