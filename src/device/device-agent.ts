@@ -235,7 +235,10 @@ class AgentRuntime<D> {
   readonly syncWaiters: { resolve: (event: SyncedEvent) => void; reject: (error: unknown) => void }[] = [];
   /** The current idle moment was announced (`synced` emitted, waiters resolved). */
   idleAnnounced = false;
+  /** The update in flight, for its acknowledgement or refusal. */
   sent: SentUpdate | undefined;
+  // Handles of the clock's timers, each started and cancelled only as its machine says: the read backoff (sync
+  // machine), the report timer (report machine), the handler retry (delta machine); and the resync safety net.
   readTimer: unknown;
   reportTimer: unknown;
   handlerTimer: unknown;

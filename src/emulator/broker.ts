@@ -30,6 +30,7 @@ import { checkThingName } from '../core/limits.js';
 import { ShadowOptionsError } from '../errors.js';
 import { type ConnectionQuotaStats, createConnectionQuotaGuard } from './connection-quota-guard.js';
 import { type ConnectionQuotas, resolveConnectionQuotas } from './connection-quotas.js';
+import { MessageFifo } from './message-fifo.js';
 import {
   encodeMqtt5ConnackRefusal,
   MQTT5_REFUSAL_REASON,
@@ -376,8 +377,12 @@ const SHADOW_REQUEST = /^\$aws\/things\/([^/]+)\/shadow\/(?:name\/[^/+#]+\/)?(?:
 const DENIED_SINK = '$shadow-sync/denied';
 
 type Identity = { kind: 'service' } | { kind: 'device'; thingName: string };
-/** What the broker uses of aedes' untyped `mq` (an mqemitter). */
-type MqRouter = { on(topic: string, listener: (packet: unknown, done: () => void) => void): void };
+/** What the broker uses of aedes' untyped `mq` (an mqemitter, whose queue fields are replaced). */
+type MqRouter = {
+  on(topic: string, listener: (packet: unknown, done: () => void) => void): void;
+  _messageQueue: unknown;
+  _messageCallbacks: unknown;
+};
 
 /**
  * Decides whether a device may publish to a topic under the policy.
@@ -565,7 +570,11 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
   // unsubscribed messages in a row (update/documents nobody follows, requests the service takes in
   // authorizePublish) recurse until the stack overflows (seen as aedes' nextBatch at 5,000+ device agents). A
   // listener of every topic that completes on the next microtask gives each message a fresh stack.
-  (aedes as unknown as { mq: MqRouter }).mq.on('#', (_packet, done) => queueMicrotask(done));
+  const router = (aedes as unknown as { mq: MqRouter }).mq;
+  router.on('#', (_packet, done) => queueMicrotask(done));
+  // Its queue beyond `concurrency` is two arrays drained with shift(): O(n) per message (see message-fifo.ts).
+  router._messageQueue = new MessageFifo();
+  router._messageCallbacks = new MessageFifo();
 
   function identify(
     client: Client,
