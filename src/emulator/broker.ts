@@ -482,10 +482,13 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     authorizePublish(client, packet, done) {
       if (client === null) return done(null);
       if (quotas !== undefined && !quotas.publish(client)) {
-        if (resolved.connectionQuotas?.publishRateExceeded === 'disconnect')
-          return done(new Error('publish rate above the per-connection quota'));
+        const onRate = resolved.connectionQuotas?.publishRateExceeded;
+        if (onRate === 'disconnect') return done(new Error('publish rate above the per-connection quota'));
         packet.topic = DENIED_SINK;
         packet.retain = false;
+        // aedes acknowledges by the packet's QoS after this hook: at QoS 0 it sends no PUBACK, as AWS IoT does
+        // for a throttled publish (see connection-quotas.ts).
+        if (onRate === 'unacknowledged') packet.qos = 0;
         return done(null);
       }
       if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));
