@@ -8,10 +8,10 @@
  *
  * AWS's answers, as far as they can be sourced (the quota page names the limits, not the reactions; the
  * choices below are written down because they are not AWS-documented text). The embedded broker speaks MQTT
- * 3.1.1, whose only failure code is SUBACK 0x80; for MQTT 5 (a managed mosquitto, which cannot enforce these
- * three, see mosquitto-config.ts) AWS's reason-code table (developer guide, "MQTT reason codes") lists 0x87
- * Not authorized for a SUBACK refused by policy and 0x97 Quota exceeded among its codes, without saying which
- * code each quota gets.
+ * 3.1.1, whose only failure code is SUBACK 0x80. Over MQTT 5 (a managed mosquitto, which cannot enforce these
+ * three, see mosquitto-config.ts) AWS's reason-code table (developer guide, "MQTT reason codes") gives 0x87 Not
+ * authorized for a SUBACK refused by policy; which code a quota refusal gets could not be sourced (MQTT 5's own
+ * code for it is 0x97 Quota exceeded).
  * - a SUBSCRIBE with more than 8 topic filters: AWS IoT closes the connection (reported by users of several
  *   MQTT clients, e.g. MQTTnet issue #1427 and aws-iot-device-sdk-embedded-C issue #1903; the AWS IoT Device
  *   SDK v2 refuses such a SUBSCRIBE client-side under `AwsIotCoreDefaults`). Here: disconnect, none of the
