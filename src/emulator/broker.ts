@@ -481,7 +481,12 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     },
     authorizePublish(client, packet, done) {
       if (client === null) return done(null);
-      if (quotas !== undefined && !quotas.publish(client)) {
+      // A shadow service that joined this broker as its external broker answers on the response topics, which
+      // only the service credentials may publish: on AWS IoT those answers come from inside the service, not
+      // from a client connection, so they do not count against a connection's publish rate.
+      const serviceAnswer =
+        !resolved.open && identities.get(client)?.kind === 'service' && isServiceOnlyTopic(packet.topic);
+      if (quotas !== undefined && !serviceAnswer && !quotas.publish(client)) {
         const onRate = resolved.connectionQuotas?.publishRateExceeded;
         if (onRate === 'disconnect') return done(new Error('publish rate above the per-connection quota'));
         packet.topic = DENIED_SINK;

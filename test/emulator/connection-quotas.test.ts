@@ -193,6 +193,26 @@ describe('connection quotas in the embedded broker', () => {
     expect(warnings.filter((w) => w.includes('publish throttled'))).toHaveLength(50);
   });
 
+  it('a shadow service joined to this broker answers above the rate: its response topics do not count', async () => {
+    const login = { username: 'svc', password: 'svc-secret' };
+    broker = await startBroker({ auth: { serviceCredentials: login }, clock, logger });
+    const device = await client('lamp');
+    await device.subscribe('$aws/things/lamp/shadow/update/accepted');
+    const service = await connectTestClient(broker.url, { clientId: 'svc-joined', ...login });
+    clients.push(service);
+    await Promise.all(
+      Array.from({ length: 150 }, (_, version) =>
+        service.publish('$aws/things/lamp/shadow/update/accepted', { version }, 1),
+      ),
+    );
+    expect(await device.takeMany('$aws/things/lamp/shadow/update/accepted', 150)).toHaveLength(150);
+    expect(broker.stats().connectionQuotas?.throttledPublishes).toBe(0);
+    // Anything else the same connection publishes counts (an app holding the service credentials is a client).
+    for (let i = 0; i < 101; i++) service.client.publish('telemetry/x', 'x', { qos: 0 });
+    await service.subscribe('barrier');
+    expect(broker.stats().connectionQuotas?.throttledPublishes).toBe(1);
+  });
+
   it("with publishRateExceeded 'disconnect' the publish over the rate closes the connection", async () => {
     broker = await startBroker({
       connectionQuotas: { publishesPerSecondPerConnection: 5, publishRateExceeded: 'disconnect' },
