@@ -8,6 +8,7 @@
  * connection of such a service, is never refused anything.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createDeviceAgent } from '../../src/device/index.js';
 import { type ShadowService, startShadowService } from '../../src/emulator/start-shadow-service.js';
 import { mqttTransport } from '../../src/transports/mqtt.js';
 import { createShadowClient } from '../../src/update/shadow-client.js';
@@ -158,6 +159,26 @@ describe("a default local service answers attempts to exceed AWS IoT's per-conne
 });
 
 describe('the library inside the default quotas', () => {
+  it('a device agent with its defaults, reporting in a tight loop, is never refused anything', async () => {
+    const before = quotaStats();
+    const agent = await createDeviceAgent({
+      thingName: 'eager-agent',
+      mqtt: service.mqttUrl,
+      onDelta: (d) => d,
+    });
+    try {
+      // 1,000 reports as fast as the loop goes: the agent coalesces them into a few publishes.
+      for (let n = 0; n < 1000; n++) agent.report({ n });
+      await agent.whenSynced();
+      expect(service.engine.read({ thingName: 'eager-agent' })).toMatchObject({
+        state: { reported: { n: 999 } },
+      });
+    } finally {
+      await agent.close();
+    }
+    expect(quotaStats()).toEqual(before);
+  });
+
   it('mqttTransport with its defaults addresses 45 shadows over one connection without a single refusal', async () => {
     const before = quotaStats();
     const client = await connectMqtt(service.mqttUrl, 'quota-backend', APP);
