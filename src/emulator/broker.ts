@@ -488,11 +488,19 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
     },
     authorizePublish(client, packet, done) {
       if (client === null) return done(null);
-      if (quotas !== undefined && !quotas.publish(client)) {
-        if (resolved.connectionQuotas?.publishRateExceeded === 'disconnect')
-          return done(new Error('publish rate above the per-connection quota'));
+      // A shadow service that joined this broker as its external broker answers on the response topics, which
+      // only the service credentials may publish: on AWS IoT those answers come from inside the service, not
+      // from a client connection, so they do not count against a connection's publish rate.
+      const serviceAnswer =
+        !resolved.open && identities.get(client)?.kind === 'service' && isServiceOnlyTopic(packet.topic);
+      if (quotas !== undefined && !serviceAnswer && !quotas.publish(client)) {
+        const onRate = resolved.connectionQuotas?.publishRateExceeded;
+        if (onRate === 'disconnect') return done(new Error('publish rate above the per-connection quota'));
         packet.topic = DENIED_SINK;
         packet.retain = false;
+        // aedes acknowledges by the packet's QoS after this hook: at QoS 0 it sends no PUBACK, as AWS IoT does
+        // for a throttled publish (see connection-quotas.ts).
+        if (onRate === 'unacknowledged') packet.qos = 0;
         return done(null);
       }
       if (packet.topic.startsWith('$SYS/')) return done(new Error('$SYS/ topics are reserved'));

@@ -7,16 +7,28 @@
  * connection 100 (not adjustable). The 128 KB message size is enforced elsewhere (packet size limit).
  *
  * AWS's answers, as far as they can be sourced (the quota page names the limits, not the reactions; the
- * choices below are written down because they are not AWS-documented text):
+ * choices below are written down because they are not AWS-documented text). The embedded broker speaks MQTT
+ * 3.1.1, whose only failure code is SUBACK 0x80. Over MQTT 5 (a managed mosquitto, which cannot enforce these
+ * three, see mosquitto-config.ts) AWS's reason-code table (developer guide, "MQTT reason codes") gives 0x87 Not
+ * authorized for a SUBACK refused by policy; which code a quota refusal gets could not be sourced (MQTT 5's own
+ * code for it is 0x97 Quota exceeded).
  * - a SUBSCRIBE with more than 8 topic filters: AWS IoT closes the connection (reported by users of several
  *   MQTT clients, e.g. MQTTnet issue #1427 and aws-iot-device-sdk-embedded-C issue #1903; the AWS IoT Device
- *   SDK v2 refuses such a SUBSCRIBE client-side under `AwsIotCoreDefaults`). Here: disconnect.
+ *   SDK v2 refuses such a SUBSCRIBE client-side under `AwsIotCoreDefaults`). Here: disconnect, none of the
+ *   packet's filters granted.
  * - the 51st subscription: the subscription fails (reported as failed SUBACKs, e.g. shamblett/mqtt_client issue
  *   #368). Here: SUBACK return code 0x80 for each filter over the quota; the earlier filters of the same SUBSCRIBE
- *   are granted. Subscribing again to a filter the connection already has replaces it and does not count twice.
- * - publishes above 100 per second: AWS IoT throttles them (CloudWatch counts them as throttled inbound
- *   publishes, the connection stays). Here: the publish is dropped (acknowledged at QoS 1, not routed, not
- *   applied to a shadow), logged and counted; `publishRateExceeded: 'disconnect'` closes the connection instead.
+ *   are granted. Subscribing again to a filter the connection already has replaces it and does not count twice;
+ *   a filter refused by the device policy takes no place.
+ * - publishes above 100 per second: AWS IoT throttles them, the connection stays (CloudWatch counts throttled
+ *   inbound publishes), and sends no PUBACK for a throttled QoS 1 publish: MQTT 3.1.1 has no way to acknowledge
+ *   "not done" (an AWS IoT SDK maintainer in aws/aws-iot-device-sdk-python-v2 issue #257; clients then run out
+ *   of packet ids or resend on reconnect). Here, by default (`'unacknowledged'`): the publish is discarded, not
+ *   routed, not applied to a shadow, never acknowledged, logged and counted; `'drop'` acknowledges it at QoS 1
+ *   (friendlier to a client that awaits every PUBACK), `'disconnect'` closes the connection.
+ * - a message over 128 KB: AWS IoT sends DISCONNECT (eclipse-paho/paho.mqtt.python issue #760, where a QoS 1
+ *   client resent the oversized message after every reconnect). Here: the connection is closed before the
+ *   packet is buffered (packet-limits.ts), not part of these quotas and always on.
  *
  * The publish rate is a token bucket holding one second of publishes, refilled continuously on the injected
  * clock, so a burst of up to the quota is accepted at once and the sustained rate is the quota.
@@ -41,10 +53,11 @@ export interface ConnectionQuotas {
    */
   publishesPerSecondPerConnection: number;
   /**
-   * What a publish above the rate does: `'drop'` (AWS throttles it) or `'disconnect'`.
-   * @defaultValue 'drop'
+   * What a publish above the rate does: `'unacknowledged'` (discarded without a PUBACK, as AWS IoT throttles),
+   * `'drop'` (discarded, acknowledged at QoS 1) or `'disconnect'`.
+   * @defaultValue 'unacknowledged'
    */
-  publishRateExceeded: 'drop' | 'disconnect';
+  publishRateExceeded: 'unacknowledged' | 'drop' | 'disconnect';
 }
 
 /** AWS IoT Core's per-connection quotas. */
@@ -52,7 +65,7 @@ export const DEFAULT_CONNECTION_QUOTAS: Readonly<ConnectionQuotas> = Object.free
   maxSubscriptionsPerConnection: 50,
   maxFiltersPerSubscribe: 8,
   publishesPerSecondPerConnection: 100,
-  publishRateExceeded: 'drop',
+  publishRateExceeded: 'unacknowledged',
 });
 
 const QUOTA_KEYS = Object.keys(DEFAULT_CONNECTION_QUOTAS);
@@ -84,9 +97,9 @@ export function resolveConnectionQuotas(partial: Partial<ConnectionQuotas> = {})
     resolved[key] = value;
   }
   const onRate = partial.publishRateExceeded ?? DEFAULT_CONNECTION_QUOTAS.publishRateExceeded;
-  if (onRate !== 'drop' && onRate !== 'disconnect')
+  if (onRate !== 'unacknowledged' && onRate !== 'drop' && onRate !== 'disconnect')
     throw new ShadowOptionsError(
-      `connection quota publishRateExceeded must be 'drop' or 'disconnect', got ${String(onRate)}`,
+      `connection quota publishRateExceeded must be 'unacknowledged', 'drop' or 'disconnect', got ${String(onRate)}`,
     );
   resolved.publishRateExceeded = onRate;
   return Object.freeze(resolved);

@@ -53,6 +53,7 @@ export {
 } from './journal.js';
 export {
   DEFAULT_MANAGED_MOSQUITTO_OPTIONS,
+  findDynamicSecurityPlugin,
   findMosquitto,
   type ManagedMosquitto,
   type ManagedMosquittoHealth,

@@ -8,6 +8,7 @@
  * connection of such a service, is never refused anything.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createDeviceAgent } from '../../src/device/index.js';
 import { type ShadowService, startShadowService } from '../../src/emulator/start-shadow-service.js';
 import { mqttTransport } from '../../src/transports/mqtt.js';
 import { createShadowClient } from '../../src/update/shadow-client.js';
@@ -50,7 +51,7 @@ function closedPromise(client: TestClient): Promise<void> {
 describe("a default local service answers attempts to exceed AWS IoT's per-connection quotas as AWS does", () => {
   it('says at start which quotas its broker enforces', () => {
     expect(service.mqtt.brokerInfo.description).toContain(
-      "AWS IoT's per-connection quotas enforced: 50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s",
+      "AWS IoT's per-connection quotas enforced: 50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s (over it: unacknowledged)",
     );
   });
 
@@ -84,29 +85,39 @@ describe("a default local service answers attempts to exceed AWS IoT's per-conne
     expect(await again.subscribe(filters.slice(0, 8))).toEqual(Array(8).fill(1));
   });
 
-  it('publishes above 100 per second are dropped (acknowledged, never applied); every other one is applied', async () => {
+  it('publishes above 100 per second get no PUBACK and are never applied; every other one is applied in order', async () => {
     const before = quotaStats().throttledPublishes;
     const d = await device('burst');
     await d.subscribe('$aws/things/burst/shadow/update/accepted');
     // 300 pipelined QoS 1 updates: at 100/s on the wall clock with a one-second burst, at least 100 of them
     // would need more than two seconds between the first and the last to all pass.
     const count = 300;
-    await Promise.all(
-      Array.from({ length: count }, (_, n) =>
-        d.publish('$aws/things/burst/shadow/update', { state: { reported: { n } } }, 1),
-      ),
-    );
-    // Every publish was acknowledged, so the broker has decided each one.
+    let acknowledged = 0;
+    for (let n = 0; n < count; n++)
+      d.client.publish(
+        '$aws/things/burst/shadow/update',
+        JSON.stringify({ state: { reported: { n } } }),
+        { qos: 1 },
+        () => {
+          acknowledged++;
+        },
+      );
+    // A SUBSCRIBE after them is handled after them: once granted, the broker has decided every publish.
+    await d.subscribe('$aws/things/burst/shadow/update/rejected');
     const throttled = quotaStats().throttledPublishes - before;
     expect(throttled).toBeGreaterThan(0);
     expect(throttled).toBeLessThan(count - 99);
     const accepted = await d.takeMany('$aws/things/burst/shadow/update/accepted', count - throttled);
+    // AWS IoT acknowledges none of the throttled ones (their packet ids stay taken on the client).
+    await expect.poll(() => acknowledged).toBe(count - throttled);
+    expect(Object.keys((d.client as unknown as { outgoing: object }).outgoing)).toHaveLength(throttled);
     expect(await d.quiet('$aws/things/burst/shadow/update/accepted', 100)).toBe(true);
     // The version counts exactly the publishes that were let through, in their order.
     expect(service.engine.read({ thingName: 'burst' })?.version).toBe(count - throttled);
     const ns = accepted.map((m) => (m.json as { state: { reported: { n: number } } }).state.reported.n);
     expect(ns).toEqual([...ns].sort((a, b) => a - b));
     expect(ns.slice(0, 100)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(d.unread('$aws/things/burst/shadow/update/rejected')).toEqual([]);
   });
 
   it('a message of 128 KB + 1 byte closes the connection before it is applied; 128 KB exactly is accepted', async () => {
@@ -148,6 +159,26 @@ describe("a default local service answers attempts to exceed AWS IoT's per-conne
 });
 
 describe('the library inside the default quotas', () => {
+  it('a device agent with its defaults, reporting in a tight loop, is never refused anything', async () => {
+    const before = quotaStats();
+    const agent = await createDeviceAgent({
+      thingName: 'eager-agent',
+      mqtt: service.mqttUrl,
+      onDelta: (d) => d,
+    });
+    try {
+      // 1,000 reports as fast as the loop goes: the agent coalesces them into a few publishes.
+      for (let n = 0; n < 1000; n++) agent.report({ n });
+      await agent.whenSynced();
+      expect(service.engine.read({ thingName: 'eager-agent' })).toMatchObject({
+        state: { reported: { n: 999 } },
+      });
+    } finally {
+      await agent.close();
+    }
+    expect(quotaStats()).toEqual(before);
+  });
+
   it('mqttTransport with its defaults addresses 45 shadows over one connection without a single refusal', async () => {
     const before = quotaStats();
     const client = await connectMqtt(service.mqttUrl, 'quota-backend', APP);

@@ -17,7 +17,7 @@ describe('connection quotas (pure)', () => {
       maxSubscriptionsPerConnection: 50,
       maxFiltersPerSubscribe: 8,
       publishesPerSecondPerConnection: 100,
-      publishRateExceeded: 'drop',
+      publishRateExceeded: 'unacknowledged',
     });
     expect(Object.isFrozen(DEFAULT_CONNECTION_QUOTAS)).toBe(true);
     expect(resolveConnectionQuotas({ maxSubscriptionsPerConnection: 100 })).toMatchObject({
@@ -30,7 +30,10 @@ describe('connection quotas (pure)', () => {
     [{ maxSubscriptions: 3 }, "unknown connection quota 'maxSubscriptions'"],
     [{ maxFiltersPerSubscribe: 0 }, 'maxFiltersPerSubscribe must be a positive integer, got 0'],
     [{ publishesPerSecondPerConnection: 1.5 }, 'must be a positive integer, got 1.5'],
-    [{ publishRateExceeded: 'close' }, "publishRateExceeded must be 'drop' or 'disconnect', got close"],
+    [
+      { publishRateExceeded: 'close' },
+      "publishRateExceeded must be 'unacknowledged', 'drop' or 'disconnect', got close",
+    ],
   ])('rejects %j', (quotas, message) => {
     let error: unknown;
     try {
@@ -136,10 +139,10 @@ describe('connection quotas in the embedded broker', () => {
     expect(await ok.subscribe(filters.slice(0, 8))).toEqual(Array(8).fill(1));
   });
 
-  it('drops publishes above 100 per second on one connection (acknowledged, not routed) and lets the rate refill', async () => {
+  it("with publishRateExceeded 'drop' publishes above 100 per second are acknowledged, not routed; the rate refills", async () => {
     const seen: string[] = [];
     broker = await startBroker({
-      connectionQuotas: true,
+      connectionQuotas: { publishRateExceeded: 'drop' },
       clock,
       logger,
       onClientPublish: (p) => seen.push(p.topic),
@@ -161,6 +164,53 @@ describe('connection quotas in the embedded broker', () => {
     await watcher.take('telemetry/q');
     await watcher.take('telemetry/after');
     expect(watcher.unread('telemetry/120')).toEqual([]);
+  });
+
+  it('by default a QoS 1 publish above 100 per second gets no PUBACK (AWS IoT throttling) and is not routed', async () => {
+    const seen: string[] = [];
+    broker = await startBroker({ clock, logger, onClientPublish: (p) => seen.push(p.topic) });
+    const watcher = await client('watcher');
+    await watcher.subscribe('telemetry/#');
+    const noisy = await client('noisy');
+    let acknowledged = 0;
+    for (let i = 0; i < 150; i++)
+      noisy.client.publish(`telemetry/${i}`, 'x', { qos: 1 }, () => acknowledged++);
+    // A SUBSCRIBE after them is handled after them (one connection's packets in order): once it is granted,
+    // every publish has been decided.
+    await noisy.subscribe('barrier');
+    expect(acknowledged).toBe(100);
+    expect(Object.keys((noisy.client as unknown as { outgoing: object }).outgoing)).toHaveLength(50);
+    expect(broker.stats().connectionQuotas?.throttledPublishes).toBe(50);
+    // A second later the connection has a full budget again.
+    now += 1000;
+    await noisy.publish('telemetry/after', 'x', 1);
+    await watcher.take('telemetry/after');
+    expect(seen.filter((t) => t.startsWith('telemetry/'))).toEqual([
+      ...Array.from({ length: 100 }, (_, i) => `telemetry/${i}`),
+      'telemetry/after',
+    ]);
+    expect(watcher.unread('telemetry/120')).toEqual([]);
+    expect(warnings.filter((w) => w.includes('publish throttled'))).toHaveLength(50);
+  });
+
+  it('a shadow service joined to this broker answers above the rate: its response topics do not count', async () => {
+    const login = { username: 'svc', password: 'svc-secret' };
+    broker = await startBroker({ auth: { serviceCredentials: login }, clock, logger });
+    const device = await client('lamp');
+    await device.subscribe('$aws/things/lamp/shadow/update/accepted');
+    const service = await connectTestClient(broker.url, { clientId: 'svc-joined', ...login });
+    clients.push(service);
+    await Promise.all(
+      Array.from({ length: 150 }, (_, version) =>
+        service.publish('$aws/things/lamp/shadow/update/accepted', { version }, 1),
+      ),
+    );
+    expect(await device.takeMany('$aws/things/lamp/shadow/update/accepted', 150)).toHaveLength(150);
+    expect(broker.stats().connectionQuotas?.throttledPublishes).toBe(0);
+    // Anything else the same connection publishes counts (an app holding the service credentials is a client).
+    for (let i = 0; i < 101; i++) service.client.publish('telemetry/x', 'x', { qos: 0 });
+    await service.subscribe('barrier');
+    expect(broker.stats().connectionQuotas?.throttledPublishes).toBe(1);
   });
 
   it("with publishRateExceeded 'disconnect' the publish over the rate closes the connection", async () => {
@@ -198,7 +248,8 @@ describe('connection quotas in the embedded broker', () => {
       limits: { requestsPerSecondPerThing: 100_000, maxInFlightPerThing: 100_000 },
     });
     const front = await startMqttFront(engine, {
-      connectionQuotas: { publishesPerSecondPerConnection: 1 },
+      // Acknowledged drops, so the test can await every publish ('unacknowledged' is tested above).
+      connectionQuotas: { publishesPerSecondPerConnection: 1, publishRateExceeded: 'drop' },
       auth: {},
     });
     try {

@@ -62,7 +62,7 @@ describe('shadow-sync serve and the MQTT broker choice', () => {
       .toContain('MQTT via embedded aedes broker: MQTT 3.1.1 and 3.1 (MQTT 5 clients get CONNACK 0x84');
     // The per-connection quotas are on by default, like the per-thing ones.
     expect(cli.stderr()).toContain(
-      "AWS IoT's per-connection quotas enforced: 50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s (over it: drop), 128 KB messages",
+      "AWS IoT's per-connection quotas enforced: 50 subscriptions, 8 filters per SUBSCRIBE, 100 publishes/s (over it: unacknowledged), 128 KB messages",
     );
   });
 

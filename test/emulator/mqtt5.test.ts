@@ -249,6 +249,18 @@ describe('MQTT 5 devices on a managed mosquitto', () => {
     }
   });
 
+  it('does not enforce the subscription count, filters per SUBSCRIBE or publish rate (said at start, below)', async () => {
+    // Pinned so that the README's table stays true: these pass here and would be refused on AWS IoT.
+    const many = await device('many');
+    const filters = Array.from(
+      { length: 60 },
+      (_, i) => `$aws/things/many/shadow/name/s${i}/update/accepted`,
+    );
+    expect(await many.subscribe(filters.slice(0, 9))).toEqual(Array(9).fill(1));
+    expect(await many.subscribe(filters.slice(9))).toEqual(Array(51).fill(1));
+    await Promise.all(Array.from({ length: 150 }, (_, n) => many.publish('my/things/many/burst', { n }, 1)));
+  });
+
   it('says at start which per-connection quotas mosquitto cannot enforce', () => {
     expect(front.brokerInfo.description).toContain('only the 128 KB message size is enforced');
     expect(front.brokerInfo.description).toContain(
