@@ -218,7 +218,9 @@ export function stepSync(state: SyncState, event: SyncEvent): SyncStep {
         next = outdated(state, effects);
         break;
       }
-      if (state.sync !== 'reading') break;
+      // Reads start only on a ready link, and every connect or disconnect starts a new epoch: an outcome of
+      // this epoch on a link that is not ready answers no read of ours.
+      if (state.sync !== 'reading' || state.link !== 'ready') break;
       next = answered(state, event.document, event.reportInFlight, effects);
       break;
     }
@@ -227,7 +229,7 @@ export function stepSync(state: SyncState, event: SyncEvent): SyncStep {
         next = outdated(state, effects);
         break;
       }
-      if (state.sync !== 'reading') break;
+      if (state.sync !== 'reading' || state.link !== 'ready') break; // as for read-answered
       effects.push({ type: 'error', kind: 'sync', error: event.error });
       next = { ...state, sync: 'backoff', failures: state.failures + 1, again: false };
       effects.push({ type: 'start-retry-timer', retry: next.failures });

@@ -46,6 +46,20 @@ describe('sync machine: examples', () => {
     expect(state).toMatchObject({ link: 'ready', synced: true, sync: 'idle', version: 4 });
   });
 
+  it('takes no read outcome of the current connection before its SUBACK (no read of ours can be under way)', () => {
+    // Found by the property below: a read-failed stamped with the new epoch while still subscribing put the
+    // machine in backoff on a link that is not ready.
+    const before = run([{ type: 'connected' }, { type: 'subscribed', epoch: 1 }, { type: 'connected' }]);
+    for (const outcome of [
+      { type: 'read-failed', epoch: 2, error: 'lost' },
+      { type: 'read-answered', epoch: 2, document: doc(3), reportInFlight: false },
+    ] as const) {
+      const { state, effects } = run([outcome], before.state);
+      expect(effects).toEqual([]);
+      expect(state).toBe(before.state);
+    }
+  });
+
   it('ignores a read answered on an older connection and reads again on the new one', () => {
     const { state, effects } = run([
       { type: 'connected' },
