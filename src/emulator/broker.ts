@@ -12,8 +12,8 @@
  * A device may publish only to its own shadows' request topics (`get`, `update`, `delete`, classic and named:
  * AWS's reserved-topic table allows clients only "Publish" on those and only "Subscribe" on the responses),
  * subscribe only to filters inside `$aws/things/<thing>/shadow/#`, and publish/subscribe inside its telemetry
- * patterns. Messages are delivered at most at QoS 1, like AWS IoT (aedes' SUBACK still echoes a requested
- * QoS 2: it computes the return code before authorization).
+ * patterns. There is no QoS 2, like AWS IoT: a QoS 2 PUBLISH or SUBSCRIBE closes the connection (AWS sends no
+ * PUBREC or SUBACK for it).
  *
  * A denied subscription gets SUBACK return code 128; a denied publish is dropped (acknowledged at QoS 1 so the
  * client does not retry forever) or, if configured, the client is disconnected as AWS does for MQTT 3.1.1.
@@ -552,6 +552,11 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
       done(null);
     },
     authorizeSubscribe(client, subscription, done) {
+      // AWS IoT sends no SUBACK when QoS 2 is requested (see the QoS 2 publish above); a client would wait for it
+      // until its own timeout. Closing the connection at once, as for a QoS 2 publish, says the same sooner;
+      // nothing of the packet is granted. The service's own clients never ask for QoS 2.
+      if (subscription.qos === 2)
+        return done(new Error('QoS 2 is not supported (AWS IoT supports QoS 0 and 1)'), null);
       const identity = identities.get(client);
       const allowed =
         identity?.kind === 'service' ||
@@ -559,11 +564,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Embedded
           deviceSubscribeAllowed(identity.thingName, subscription.topic, auth.telemetryTopics));
       const verdict = allowed && quotas !== undefined ? quotas.subscribe(client, subscription) : 'grant';
       if (verdict === 'disconnect') return done(new Error('too many topic filters in one SUBSCRIBE'), null);
-      if (allowed && verdict === 'grant') {
-        // AWS IoT has no QoS 2: deliver at most QoS 1.
-        if (subscription.qos > 1) subscription.qos = 1;
-        return done(null, subscription);
-      }
+      if (allowed && verdict === 'grant') return done(null, subscription);
       if (verdict === 'refuse') return done(null, null);
       counts.deniedSubscriptions++;
       logger.warn('mqtt subscription denied', { clientId: client.id, topic: subscription.topic });

@@ -250,16 +250,21 @@ describe('MQTT front on the embedded broker with the real engine', () => {
     expect(second.qos).toBe(0);
   });
 
-  it('delivers at most QoS 1 on QoS 2 subscriptions and refuses QoS 2 publishes, as AWS IoT (QoS 0 and 1 only)', async () => {
+  it('refuses QoS 2 subscriptions and publishes by closing the connection, as AWS IoT (QoS 0 and 1 only)', async () => {
+    // AWS IoT sends no SUBACK and no PUBREC when QoS 2 is requested; the broker closes the connection instead
+    // of granting or acknowledging what it will not honour.
+    const subscriber = await device('qos2-sub');
+    const subscriberClosed = new Promise<void>((resolve) => subscriber.client.once('close', () => resolve()));
+    subscriber.client.subscribe('my/things/qos2-sub/q', { qos: 2 }, () => undefined);
+    await subscriberClosed;
+
     const d = await device('qos2');
     await d.client.subscribeAsync(['$aws/things/qos2/shadow/update/accepted', 'my/things/qos2/q'], {
-      qos: 2,
+      qos: 1,
     });
     await d.client.publishAsync('my/things/qos2/q', 'x', { qos: 1 });
     expect((await d.take('my/things/qos2/q')).qos).toBe(1);
     const before = front.stats();
-    // AWS IoT sends no PUBREC for a QoS 2 publish; the broker closes the connection instead of acknowledging a
-    // message it will not act on.
     const closed = new Promise<void>((resolve) => d.client.once('close', () => resolve()));
     d.client.publish('$aws/things/qos2/shadow/update', '{"state":{"reported":{"a":1}}}', { qos: 2 });
     await closed;

@@ -1,13 +1,13 @@
 /**
- * Smaller findings: a retained request is processed but never stored or replayed, QoS 2 publishes are refused
- * the way AWS IoT refuses them (no PUBREC; the connection is closed), an empty client id is refused under the
+ * Smaller findings: a retained request is processed but never stored or replayed, QoS 2 publishes and
+ * subscriptions are refused the way AWS IoT refuses them (no PUBREC or SUBACK; the connection is closed), an empty client id is refused under the
  * device policy, and malformed HTTP framing gets AWS's error shape instead of Node's bare 400/431.
  */
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ShadowService, startShadowService } from '../../../src/emulator/index.js';
 import { connectTestClient } from '../mqtt-test-client.js';
-import { connectPacket, publishPacket, rawConnect } from './raw-mqtt.js';
+import { connectPacket, publishPacket, rawConnect, subscribePacket } from './raw-mqtt.js';
 
 const CONNACK_OK = Buffer.from([0x20, 2, 0, 0]);
 let service: ShadowService | undefined;
@@ -66,6 +66,25 @@ describe('QoS 2', () => {
     await connection.closed;
     expect(connection.received()).toEqual(CONNACK_OK); // no PUBREC (0x50) after the CONNACK
     expect(await version('lamp')).toBeUndefined();
+  });
+
+  it('a QoS 2 SUBSCRIBE gets no SUBACK and closes the connection; the same filter at QoS 1 is granted', async () => {
+    service = await startShadowService({});
+    const port = Number(new URL(service.mqttUrl).port);
+    const filter = '$aws/things/lamp/shadow/update/accepted';
+    const refused = await rawConnect(port);
+    await refused.write(connectPacket('lamp'));
+    expect((await refused.bytes(4)).subarray(0, 4)).toEqual(CONNACK_OK);
+    await refused.write(subscribePacket(filter, 2, 9));
+    await refused.closed;
+    expect(refused.received()).toEqual(CONNACK_OK); // no SUBACK (0x90) after the CONNACK
+
+    const granted = await rawConnect(port);
+    await granted.write(connectPacket('lamp'));
+    expect((await granted.bytes(4)).subarray(0, 4)).toEqual(CONNACK_OK);
+    await granted.write(subscribePacket(filter, 1, 9));
+    expect((await granted.bytes(9)).subarray(4, 9)).toEqual(Buffer.from([0x90, 3, 0, 9, 1]));
+    granted.destroy();
   });
 });
 
