@@ -54,7 +54,7 @@ import {
 } from './client-options.js';
 import { type Coalescer, createCoalescer } from './coalescer.js';
 import { RATE_ADAPTER_DEFAULTS } from './rate-adapter.js';
-import { newRoundTally, type RoundTally, withRetries } from './retry-policy.js';
+import { newRoundTally, type RoundTally, retryReason, withRetries } from './retry-policy.js';
 import { createEventSink, type EventSink, type ShadowRequestOperation } from './shadow-events.js';
 import { createThingLimiter, type ThingLimiter } from './thing-limiter.js';
 import {
@@ -188,6 +188,13 @@ interface ShadowEntry {
   queue: Coalescer<PendingCall>;
 }
 
+/**
+ * Times a write throttled right behind its read is sent again on the same base, each within the service's
+ * next token or two (25-50 ms apart at 20 requests/s), before the round falls back to its usual retry and a
+ * re-read.
+ */
+const WRITE_RESENDS = 10;
+
 /** Idle shadows a client remembers before it forgets the least recently used (see `createShadowClient`). */
 const MAX_IDLE_ENTRIES = 1000;
 
@@ -231,6 +238,7 @@ export function createShadowClient(options: ShadowClientOptions): ShadowClient {
     requestsPerSecond: settings.requestsPerSecondPerThing,
     maxInFlight: settings.maxInFlightPerThing,
     clock: settings.clock,
+    random: settings.random,
     adaptive: settings.adaptiveRate ? RATE_ADAPTER_DEFAULTS : false,
     onWait: (thingName, waitMs) => {
       for (const entry of entries.values()) {
@@ -666,14 +674,31 @@ class Engine {
             : { state: plan.patch, version: expected };
           let accepted: UpdateAcceptedBody;
           try {
-            accepted = await this.request(
-              entry,
-              'update',
-              attempt,
-              () => this.transport.update(target, request),
-              blindCreate ? undefined : expected,
-              writePrepaid ? 0 : 1,
-            );
+            for (let resends = 0; ; resends++) {
+              try {
+                accepted = await this.request(
+                  entry,
+                  'update',
+                  attempt,
+                  () => this.transport.update(target, request),
+                  blindCreate ? undefined : expected,
+                  writePrepaid ? 0 : 1,
+                );
+                break;
+              } catch (error) {
+                // A write throttled right behind its read is sent again on the same base within the service's
+                // next token or two, not after a re-read: a re-read costs an admitted request, and the wait for
+                // it widens the window in which another writer's commit makes this write conflict.
+                if (!writePrepaid || resends >= WRITE_RESENDS || retryReason(error) !== 'throttled')
+                  throw error;
+                tally.throttles++;
+                const delayMs = Math.ceil(
+                  (500 / this.settings.requestsPerSecondPerThing) * (1 + this.settings.random()),
+                );
+                this.onRetry(target).onRetry({ attempt, delayMs, reason: 'throttled' });
+                await this.settings.clock.sleep(delayMs);
+              }
+            }
           } catch (error) {
             if (isShadowError(error) && error.code === 'CONFLICT') {
               failedVersion = expected;

@@ -262,6 +262,45 @@ describe('update', () => {
     expect(service.requests.length - before).toBe(1);
   });
 
+  it('sends a write throttled right behind its read again on the same base, without a re-read', async () => {
+    // Reading on every attempt, the fallback would re-read after each 429: an admitted request more, and a
+    // wider window for another writer's commit.
+    const { service, clock, events } = setup();
+    service.write(lamp, { state: { desired: { count: 4 } } });
+    const inner = service.transport('app');
+    const throttle = { code: 429, message: 'Rate exceeded', errorType: 'ThrottlingException' } as const;
+    const transport: ShadowTransport = {
+      ...inner,
+      get: async (target) => {
+        const document = await inner.get(target);
+        service.injected.push(throttle, throttle); // the write behind this read, and its first re-send
+        return document;
+      },
+    };
+    const client = createShadowClient({
+      transport,
+      clock,
+      random: () => 0.5,
+      useKnownDocuments: false,
+      onEvent: (event) => events.push(event),
+    });
+    const result = await client
+      .shadow('lamp')
+      .update((current) => ({ desired: { count: count(current) + 1 } }));
+    expect(result).toMatchObject({ version: 2, attempts: 1 });
+    expect(service.count('get')).toBe(1);
+    const writes = service.requests.filter((r) => r.operation === 'update');
+    expect(writes.map((r) => r.outcome)).toEqual([429, 429, 'ok']);
+    expect(writes.every((r) => r.request?.version === 1)).toBe(true);
+    // Re-sent within the service's next token or two: 25-50 ms apart at 20 requests/s.
+    const retries = events.filter((e) => e.type === 'retry');
+    expect(retries).toEqual([
+      expect.objectContaining({ reason: 'throttled', attempt: 1, delayMs: 38 }),
+      expect.objectContaining({ reason: 'throttled', attempt: 1, delayMs: 38 }),
+    ]);
+    expect(clock.slept.filter((ms) => ms === 38)).toHaveLength(2);
+  });
+
   it('429s do not spend the conflict budget; when they outlast the time budget: ShadowThrottledError saying so', async () => {
     const { service, shadows, events } = setup({ maxAttempts: 2, maxElapsedMs: 2_000 });
     for (let i = 0; i < 1000; i++)
