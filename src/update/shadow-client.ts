@@ -397,6 +397,20 @@ function createEngine(
   limiter: ThingLimiter,
 ) {
   const { transport, clock } = settings;
+  /**
+   * Running mean of the service's answer time (the injected clock's milliseconds; 0 until measured). Where it
+   * is short (a local service), the waits after a 409 scale with it instead of the fixed `baseDelayMs`:
+   * writers on one version are spread over a few round trips, so with 4 writers the losers are not left
+   * waiting 20 ms for a commit that takes 2. Against AWS (tens of milliseconds) `baseDelayMs` stays the base.
+   */
+  let roundTrip = 0;
+  const retryPolicy = {
+    ...settings,
+    get baseDelayMs() {
+      const base = settings.baseDelayMs;
+      return roundTrip > 0 ? Math.min(base, Math.max(1, 2 * roundTrip)) : base;
+    },
+  };
 
   function onRetry(target: ShadowTarget) {
     return {
@@ -440,9 +454,15 @@ function createEngine(
           ...(expectedVersion === undefined ? {} : { expectedVersion }),
         });
         const started = performance.now();
+        const sent = clock.now();
+        const answered = () => {
+          const ms = clock.now() - sent;
+          roundTrip = roundTrip > 0 ? roundTrip * 0.8 + ms * 0.2 : ms;
+          limiter.succeeded(thingName);
+        };
         try {
           const result = await send();
-          limiter.succeeded(thingName);
+          answered();
           sink.emit({ type: 'latency', target, operation, ms: performance.now() - started, ok: true });
           return result;
         } catch (error) {
@@ -460,7 +480,7 @@ function createEngine(
               });
             } else if (error.statusCode !== undefined) {
               // Any other answer of the service (409, 404, 5xx...) says the quota let the request in.
-              limiter.succeeded(thingName);
+              answered();
             }
             if (error.code === 'CONFLICT' && expectedVersion !== undefined) {
               sink.emit({ type: 'conflict', target, attempt, expectedVersion });
@@ -529,12 +549,7 @@ function createEngine(
     const tally = newRoundTally(clock);
     let known: KnownState;
     try {
-      known = await withRetries(
-        (attempt) => read(entry, attempt),
-        settings,
-        onRetry(entry.target),
-        tally,
-      );
+      known = await withRetries((attempt) => read(entry, attempt), retryPolicy, onRetry(entry.target), tally);
     } catch (error) {
       throw giveUpError(entry.target, tally, undefined, error);
     }
@@ -555,7 +570,7 @@ function createEngine(
     try {
       const accepted = await withRetries(
         (attempt) => sendRequest(entry, 'delete', attempt, () => transport.delete(entry.target)),
-        settings,
+        retryPolicy,
         onRetry(entry.target),
         tally,
       );
@@ -733,7 +748,7 @@ function createEngine(
           }
           live = [];
         },
-        settings,
+        retryPolicy,
         onRetry(target),
         tally,
       );
@@ -906,7 +921,7 @@ function createEngine(
       const accepted = await withRetries(
         async (attempt) =>
           sendRequest(entry, 'update', attempt, () => transport.update(target, { state: patch })),
-        settings,
+        retryPolicy,
         onRetry(target),
         tally,
       );

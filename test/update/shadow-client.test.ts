@@ -235,6 +235,38 @@ describe('update', () => {
     expect(clock.slept).toEqual([9, 10, 49, 49]);
   });
 
+  it('scales the waits after a 409 with the measured answer time when that is short, never above baseDelayMs', async () => {
+    // Every answer takes 3 ms of the injected clock: the base becomes 2 x 3 = 6 ms instead of 20.
+    const service = new InMemoryShadowServiceDouble();
+    const clock = instantClock();
+    const inner = service.transport('app');
+    const slow = <T>(answer: Promise<T>) => clock.sleep(3).then(() => answer);
+    const transport: ShadowTransport = {
+      get: (target) => slow(inner.get(target)),
+      update: (target, request) => slow(inner.update(target, request)),
+      delete: (target) => slow(inner.delete(target)),
+    };
+    const events: ShadowEvent[] = [];
+    const shadows = createShadowClient({
+      transport,
+      clock,
+      random: () => 0.99,
+      maxAttempts: 3,
+      requestsPerSecondPerThing: Number.POSITIVE_INFINITY,
+      onEvent: (event) => events.push(event),
+    });
+    service.write(lamp, { state: { desired: { count: 0 } } });
+    service.beforeUpdate = (target) =>
+      service.write(target, { state: { reported: { n: service.committed.length } } });
+    await shadows
+      .shadow('lamp')
+      .update((current) => ({ desired: { count: count(current) + 1 } }))
+      .catch(() => undefined);
+    const delays = events.filter((e) => e.type === 'retry').map((e) => (e as { delayMs: number }).delayMs);
+    // Full jitter at 0.99 of the caps 6 and 12 (20 and 40 with the fixed base).
+    expect(delays).toEqual([5, 11]);
+  });
+
   it('retries 429 and 5xx, and never other 4xx', async () => {
     const { service, shadows, events } = setup();
     service.injected.push(
