@@ -53,7 +53,8 @@ export interface ShadowClientOptions {
   maxDelayMs?: number;
   /**
    * Requests per second this client sends per thing at most (all its shadows together); the service's quota
-   * is 20. With `adaptiveRate` the client starts here and lowers its rate when the service throttles it.
+   * is 20. With `adaptiveRate` the client paces at 95 % of this at most (the rest lets other clients of
+   * the thing in) and lowers its rate when the service throttles it.
    * `Infinity` disables the rate limit (and the adaptation).
    * @defaultValue 20
    */

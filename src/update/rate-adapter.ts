@@ -16,6 +16,12 @@
  * Multiplicative decrease with additive increase is what makes competing clients converge to equal shares
  * (Chiu and Jain, 1989); the floor keeps every client sending, so none is starved forever.
  *
+ * AIMD shares the quota fairly on average, but a client that is cut by bad luck waits longest for its next
+ * chance and so is the likeliest to be cut again: with 12-16 clients some went 15 s without a single request
+ * through. So the rate in use grows with the time since the client's last answer that was not a 429 (it
+ * doubles every `starvedDoublingMs`, up to the ceiling): the longer a client has starved, the more often it
+ * asks, which gives it back its share without any coordination between clients.
+ *
  * A `Retry-After` the service sends pauses the thing until then, on top of the cut.
  *
  * Pure state and arithmetic: time comes in as arguments, so properties run on fake time.
@@ -33,6 +39,8 @@ export interface RateAdapterSettings {
   increasePerSecond: number;
   /** The increase doubles for every this many milliseconds without a 429 (grows linearly in between). */
   quietDoublingMs: number;
+  /** The rate in use doubles for every this many milliseconds without an answer other than 429. */
+  starvedDoublingMs: number;
 }
 
 /** Defaults of the adaptive rate, except the ceiling (the client's `requestsPerSecondPerThing`). */
@@ -41,12 +49,15 @@ export const RATE_ADAPTER_DEFAULTS: Readonly<Omit<RateAdapterSettings, 'ceiling'
   decrease: 0.5,
   increasePerSecond: 0.3,
   quietDoublingMs: 4_000,
+  starvedDoublingMs: 10_000,
 });
 
 /** The adaptive rate of one thing. */
 export interface RateAdapter {
-  /** Requests per second allowed now. */
+  /** Requests per second the adaptation has settled on (without the relief for starving, see `rateAt`). */
   readonly rate: number;
+  /** Requests per second allowed at `now`: `rate`, raised the longer no answer but 429s arrived. */
+  rateAt(now: number): number;
   /** No request may be sent before this epoch millisecond (a `Retry-After`); 0 when not paused. */
   readonly pausedUntil: number;
   /** When the rate was last cut (epoch ms; -Infinity before the first cut). */
@@ -71,16 +82,18 @@ export interface RateAdapter {
  * @param now - the current epoch millisecond
  */
 export function createRateAdapter(settings: RateAdapterSettings, now: number): RateAdapter {
-  const { ceiling, decrease, increasePerSecond, quietDoublingMs } = settings;
+  const { ceiling, decrease, increasePerSecond, quietDoublingMs, starvedDoublingMs } = settings;
   const floor = Math.min(settings.floor, ceiling);
   let rate = ceiling;
   let lastCutAt = Number.NEGATIVE_INFINITY;
   let lastCreditAt = now;
   let pausedUntil = 0;
+  let answeredAt = now;
   return {
     get rate() {
       return rate;
     },
+    rateAt: (at) => Math.min(ceiling, rate * (1 + Math.max(0, at - answeredAt) / starvedDoublingMs)),
     get pausedUntil() {
       return pausedUntil;
     },
@@ -98,6 +111,7 @@ export function createRateAdapter(settings: RateAdapterSettings, now: number): R
       return true;
     },
     succeeded(at) {
+      answeredAt = Math.max(answeredAt, at);
       const credit = Math.min(1000, Math.max(0, at - lastCreditAt)) / 1000;
       lastCreditAt = Math.max(lastCreditAt, at);
       if (rate >= ceiling || credit === 0) return;

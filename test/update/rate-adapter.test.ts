@@ -48,6 +48,23 @@ describe('rate adapter', () => {
     expect(adapter.recovered(400_000)).toBe(true);
   });
 
+  it('raises the rate in use the longer only 429s arrive, doubling every starvedDoublingMs, up to the ceiling', () => {
+    const adapter = createRateAdapter(settings, 0);
+    for (let t = 1; t < 100; t++) adapter.throttled(t, t);
+    const floor = RATE_ADAPTER_DEFAULTS.floor;
+    const doubling = RATE_ADAPTER_DEFAULTS.starvedDoublingMs;
+    adapter.succeeded(100);
+    expect(adapter.rateAt(100)).toBeCloseTo(adapter.rate, 9);
+    adapter.throttled(200, 200);
+    expect(adapter.rate).toBe(floor);
+    expect(adapter.rateAt(100 + doubling)).toBeCloseTo(2 * floor, 9);
+    expect(adapter.rateAt(100 + 3 * doubling)).toBeCloseTo(4 * floor, 9);
+    expect(adapter.rateAt(100 + 1000 * doubling)).toBe(20);
+    // Any answer but a 429 ends the relief.
+    adapter.succeeded(100 + 3 * doubling);
+    expect(adapter.rateAt(100 + 3 * doubling)).toBe(adapter.rate);
+  });
+
   it('honours Retry-After: paused until then, recovered only afterwards', () => {
     const adapter = createRateAdapter(settings, 0);
     adapter.throttled(0, 100, 2000);
@@ -85,6 +102,15 @@ function virtualTime() {
   };
 }
 
+/** A deterministic source of numbers in [0, 1) (a 32-bit linear congruential generator). */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
 /** AWS's per-thing bucket: 20 tokens, 20 per second; a throttled request takes no token. */
 function serviceBucket(now: () => number, rate = 20) {
   let tokens = rate;
@@ -110,11 +136,12 @@ async function simulate(writers: number, latencyMs: number, untilMs: number, sto
   const time = virtualTime();
   const admit = serviceBucket(time.clock.now);
   const outcomes: Outcome[] = [];
-  const limiters = Array.from({ length: writers }, () =>
+  const limiters = Array.from({ length: writers }, (_, writer) =>
     createThingLimiter({
       requestsPerSecond: 20,
       maxInFlight: 10,
       clock: time.clock,
+      random: seededRandom(writer + 1),
       adaptive: RATE_ADAPTER_DEFAULTS,
     }),
   );
@@ -135,33 +162,94 @@ async function simulate(writers: number, latencyMs: number, untilMs: number, sto
   return { outcomes, limiters };
 }
 
+/** The clients together use at least 80 % of the quota, 429s stay a minority, and nobody starves. */
+async function expectFairShare(writers: number, latency: number) {
+  const { outcomes } = await simulate(writers, latency, 60_000, () => Number.POSITIVE_INFINITY);
+  const window = outcomes.filter((o) => o.at >= 15_000 && o.at < 60_000);
+  const accepted = window.filter((o) => o.ok).length;
+  const throttled = window.length - accepted;
+  // The quota admits at most 20/s: 900 in 45 s. The clients together use at least 80 % of it ...
+  expect(accepted).toBeGreaterThanOrEqual(0.8 * 20 * 45);
+  // ... while at most as many requests are throttled as pass.
+  expect(throttled).toBeLessThanOrEqual(accepted);
+  // Never starves: every writer gets requests through in every 15-second window.
+  for (let start = 15_000; start < 60_000; start += 15_000) {
+    for (let w = 0; w < writers; w++) {
+      expect(window.some((o) => o.writer === w && o.ok && o.at >= start && o.at < start + 15_000)).toBe(true);
+    }
+  }
+}
+
 describe('independent clients on one thing (simulated service, virtual time)', () => {
+  it('a 429 that cuts several clients at once sends them back at different times, keeping their mean wait', async () => {
+    // Clients started together and cut by the same burst would otherwise all wait the same time for their
+    // next read and write (two tokens) and be cut together again: 64 writers ran in lockstep every 7-8 s.
+    const time = virtualTime();
+    const draws = [0.05, 0.35, 0.65, 0.95];
+    const limiters = draws.map((draw) =>
+      createThingLimiter({
+        requestsPerSecond: 20,
+        maxInFlight: 10,
+        clock: time.clock,
+        random: () => draw,
+        adaptive: RATE_ADAPTER_DEFAULTS,
+      }),
+    );
+    const sentAt: number[] = [];
+    for (const limiter of limiters) {
+      await limiter.run('thing', async () => {});
+      expect(limiter.throttled('thing', 0)).toBe(true);
+    }
+    const rate = limiters[0]!.rate('thing');
+    expect(rate).toBe(9.5); // half of 95 % of 20
+    const next = limiters.map((limiter, i) =>
+      limiter.run(
+        'thing',
+        async ({ sentAt: at }) => {
+          sentAt[i] = at;
+        },
+        { tokens: 2 },
+      ),
+    );
+    await time.runUntil(10_000);
+    await Promise.all(next);
+    // Cut to half the starting rate with a bucket level of 2 * draw - 1 tokens: the read and its write wait
+    // (2 - level) / rate seconds.
+    draws.forEach((draw, i) => {
+      expect(Math.abs(sentAt[i]! - ((2 - (2 * draw - 1)) * 1000) / rate)).toBeLessThanOrEqual(1);
+    });
+    expect(new Set(sentAt).size).toBe(draws.length);
+    const mean = sentAt.reduce((a, b) => a + b, 0) / sentAt.length;
+    expect(Math.abs(mean - 2000 / rate)).toBeLessThanOrEqual(1); // two tokens at that rate, as without the spread
+  });
+
   it('converge under the quota: the service stays busy, 429s stay a minority, nobody starves', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 2, max: 16 }),
         fc.integer({ min: 1, max: 40 }),
         async (writers, latency) => {
-          const { outcomes } = await simulate(writers, latency, 60_000, () => Number.POSITIVE_INFINITY);
-          const window = outcomes.filter((o) => o.at >= 15_000 && o.at < 60_000);
-          const accepted = window.filter((o) => o.ok).length;
-          const throttled = window.length - accepted;
-          // The quota admits at most 20/s: 900 in 45 s. The clients together use at least 80 % of it ...
-          expect(accepted).toBeGreaterThanOrEqual(0.8 * 20 * 45);
-          // ... while at most as many requests are throttled as pass.
-          expect(throttled).toBeLessThanOrEqual(accepted);
-          // Never starves: every writer gets requests through in every 15-second window.
-          for (let start = 15_000; start < 60_000; start += 15_000) {
-            for (let w = 0; w < writers; w++) {
-              expect(
-                window.some((o) => o.writer === w && o.ok && o.at >= start && o.at < start + 15_000),
-              ).toBe(true);
-            }
-          }
+          await expectFairShare(writers, latency);
         },
       ),
       { numRuns: 12 },
     );
+  }, 60_000);
+
+  it('nobody starves where a writer once went 15 s without a request through', async () => {
+    // Before the relief for starving clients and the 5 % share left to others (ADAPTIVE_SHARE).
+    for (const [writers, latency] of [
+      [2, 33],
+      [12, 1],
+      [14, 10],
+      [15, 1],
+      [16, 1],
+      [16, 3],
+      [16, 10],
+      [16, 22],
+    ] as const) {
+      await expectFairShare(writers, latency);
+    }
   }, 60_000);
 
   it('recovers after throttling stops: the last writer left climbs back to the ceiling', async () => {
@@ -175,11 +263,11 @@ describe('independent clients on one thing (simulated service, virtual time)', (
             w === 0 ? Number.POSITIVE_INFINITY : 20_000,
           );
           expect(outcomes.some((o) => !o.ok && o.at < 20_000)).toBe(true);
-          expect(limiters[0]!.rate('thing')).toBe(20);
+          expect(limiters[0]!.rate('thing')).toBe(19); // 95 % of the quota, see ADAPTIVE_SHARE
           // Alone at the ceiling it uses the whole quota again, with no 429 in the last 20 s.
           const last = outcomes.filter((o) => o.at >= 80_000 && o.at < 100_000);
           expect(last.every((o) => o.ok)).toBe(true);
-          expect(last.length).toBeGreaterThanOrEqual(0.9 * 20 * 20);
+          expect(last.length).toBeGreaterThanOrEqual(0.9 * 19 * 20);
         },
       ),
       { numRuns: 8 },

@@ -235,6 +235,38 @@ describe('update', () => {
     expect(clock.slept).toEqual([9, 10, 49, 49]);
   });
 
+  it('scales the waits after a 409 with the measured answer time when that is short, never above baseDelayMs', async () => {
+    // Every answer takes 3 ms of the injected clock: the base becomes 2 x 3 = 6 ms instead of 20.
+    const service = new InMemoryShadowServiceDouble();
+    const clock = instantClock();
+    const inner = service.transport('app');
+    const slow = <T>(answer: Promise<T>) => clock.sleep(3).then(() => answer);
+    const transport: ShadowTransport = {
+      get: (target) => slow(inner.get(target)),
+      update: (target, request) => slow(inner.update(target, request)),
+      delete: (target) => slow(inner.delete(target)),
+    };
+    const events: ShadowEvent[] = [];
+    const shadows = createShadowClient({
+      transport,
+      clock,
+      random: () => 0.99,
+      maxAttempts: 3,
+      requestsPerSecondPerThing: Number.POSITIVE_INFINITY,
+      onEvent: (event) => events.push(event),
+    });
+    service.write(lamp, { state: { desired: { count: 0 } } });
+    service.beforeUpdate = (target) =>
+      service.write(target, { state: { reported: { n: service.committed.length } } });
+    await shadows
+      .shadow('lamp')
+      .update((current) => ({ desired: { count: count(current) + 1 } }))
+      .catch(() => undefined);
+    const delays = events.filter((e) => e.type === 'retry').map((e) => (e as { delayMs: number }).delayMs);
+    // Full jitter at 0.99 of the caps 6 and 12 (20 and 40 with the fixed base).
+    expect(delays).toEqual([5, 11]);
+  });
+
   it('retries 429 and 5xx, and never other 4xx', async () => {
     const { service, shadows, events } = setup();
     service.injected.push(
@@ -260,6 +292,45 @@ describe('update', () => {
     expect(error).toBeInstanceOf(ShadowRejectedError);
     expect((error as ShadowRejectedError).statusCode).toBe(401);
     expect(service.requests.length - before).toBe(1);
+  });
+
+  it('sends a write throttled right behind its read again on the same base, without a re-read', async () => {
+    // Reading on every attempt, the fallback would re-read after each 429: an admitted request more, and a
+    // wider window for another writer's commit.
+    const { service, clock, events } = setup();
+    service.write(lamp, { state: { desired: { count: 4 } } });
+    const inner = service.transport('app');
+    const throttle = { code: 429, message: 'Rate exceeded', errorType: 'ThrottlingException' } as const;
+    const transport: ShadowTransport = {
+      ...inner,
+      get: async (target) => {
+        const document = await inner.get(target);
+        service.injected.push(throttle, throttle); // the write behind this read, and its first re-send
+        return document;
+      },
+    };
+    const client = createShadowClient({
+      transport,
+      clock,
+      random: () => 0.5,
+      useKnownDocuments: false,
+      onEvent: (event) => events.push(event),
+    });
+    const result = await client
+      .shadow('lamp')
+      .update((current) => ({ desired: { count: count(current) + 1 } }));
+    expect(result).toMatchObject({ version: 2, attempts: 1 });
+    expect(service.count('get')).toBe(1);
+    const writes = service.requests.filter((r) => r.operation === 'update');
+    expect(writes.map((r) => r.outcome)).toEqual([429, 429, 'ok']);
+    expect(writes.every((r) => r.request?.version === 1)).toBe(true);
+    // Re-sent within the service's next token or two: 25-50 ms apart at 20 requests/s.
+    const retries = events.filter((e) => e.type === 'retry');
+    expect(retries).toEqual([
+      expect.objectContaining({ reason: 'throttled', attempt: 1, delayMs: 38 }),
+      expect.objectContaining({ reason: 'throttled', attempt: 1, delayMs: 38 }),
+    ]);
+    expect(clock.slept.filter((ms) => ms === 38)).toHaveLength(2);
   });
 
   it('429s do not spend the conflict budget; when they outlast the time budget: ShadowThrottledError saying so', async () => {
