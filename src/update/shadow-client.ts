@@ -96,7 +96,8 @@ export interface ShadowWriteResult<D = JsonObject, R = JsonObject> {
   version: number | undefined;
   /**
    * Attempts the call's round made: each attempt ran the intents once on a base document and sent at most
-   * one write (1 when the first write succeeded or the round was skipped at once).
+   * one write, re-sent only when throttled right behind its read (1 when the first attempt's write
+   * succeeded or the round was skipped at once).
    */
   attempts: number;
   /** True when this call changed nothing (its intent returned nothing or a change already in place). */
