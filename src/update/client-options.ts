@@ -23,9 +23,10 @@ export interface ShadowClientOptions {
    * Most attempts of one round that may lose to another writer (409) or meet a server error (5xx) before the
    * round gives up with `ShadowConflictError` (or the last server error). Throttled attempts (429) do not
    * count: they spend only time, bounded by `maxElapsedMs`, after which the round gives up with
-   * `ShadowThrottledError`. An attempt runs the intents once and sends at most one write, plus the read of
-   * the base document when no current one is used (and one confirming read before a skip or a failure
-   * decided on a remembered document).
+   * `ShadowThrottledError`. An attempt runs the intents once and sends at most one write (sent again, up to
+   * 10 times, when the service throttles it right behind its read), plus the read of the base document when
+   * no current one is used (and one confirming read before a skip or a failure decided on a remembered
+   * document).
    *
    * 50 by default, so that time (`maxElapsedMs`) is what bounds a round in practice: among N independent
    * writers of one shadow (separate Lambdas, each with its own client) one round may fairly lose many races

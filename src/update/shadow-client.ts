@@ -96,7 +96,8 @@ export interface ShadowWriteResult<D = JsonObject, R = JsonObject> {
   version: number | undefined;
   /**
    * Attempts the call's round made: each attempt ran the intents once on a base document and sent at most
-   * one write (1 when the first write succeeded or the round was skipped at once).
+   * one write, re-sent only when throttled right behind its read (1 when the first attempt's write
+   * succeeded or the round was skipped at once).
    */
   attempts: number;
   /** True when this call changed nothing (its intent returned nothing or a change already in place). */
@@ -431,7 +432,8 @@ function createEngine(
 
   /**
    * One request through the limiter, with attempt / latency / throttled / conflict events; tells the
-   * limiter whether the service throttled it, so that the thing's rate adapts. `tokens` as in the limiter.
+   * limiter whether the service throttled it, so that the thing's rate adapts (unless `cut` is false).
+   * `tokens` as in the limiter.
    */
   async function sendRequest<T>(
     entry: ShadowEntry,
@@ -440,6 +442,7 @@ function createEngine(
     send: () => Promise<T>,
     expectedVersion?: number,
     tokens = 1,
+    cut = true,
   ): Promise<T> {
     const { target } = entry;
     const thingName = target.thingName;
@@ -470,7 +473,7 @@ function createEngine(
           if (isShadowError(error)) {
             if (error.code === 'THROTTLED') {
               const retryAfterMs = (error as ShadowThrottledError).retryAfterMs;
-              limiter.throttled(thingName, sentAt, retryAfterMs);
+              if (cut) limiter.throttled(thingName, sentAt, retryAfterMs);
               sink.emit({
                 type: 'throttled',
                 target,
@@ -700,6 +703,9 @@ function createEngine(
                   () => transport.update(target, request),
                   blindCreate ? undefined : expected,
                   writePrepaid ? 0 : 1,
+                  // The re-sends' 429s are the same burst as the first one's: cutting the rate again for each
+                  // would take this client to the floor rate for the rest of its rounds.
+                  resends === 0,
                 );
                 break;
               } catch (error) {

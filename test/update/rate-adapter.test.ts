@@ -223,6 +223,39 @@ describe('independent clients on one thing (simulated service, virtual time)', (
     expect(Math.abs(mean - 2000 / rate)).toBeLessThanOrEqual(1); // two tokens at that rate, as without the spread
   });
 
+  it('a burst of 429s does not pile up a debt of tokens: the next read waits at most three tokens', async () => {
+    const time = virtualTime();
+    const limiter = createThingLimiter({
+      requestsPerSecond: 20,
+      maxInFlight: 10,
+      clock: time.clock,
+      random: () => 0,
+      adaptive: RATE_ADAPTER_DEFAULTS,
+    });
+    await limiter.run('thing', async () => {});
+    // A write re-sent on a 429 takes no token (its read paid for it), and each of its 429s cuts the rate.
+    for (let cut = 0; cut < 8; cut++) {
+      const sent = time.clock.sleep(40);
+      await time.runUntil(time.clock.now() + 40);
+      await sent;
+      expect(limiter.throttled('thing', time.clock.now())).toBe(true);
+    }
+    const floor = RATE_ADAPTER_DEFAULTS.floor;
+    const from = time.clock.now();
+    let readAt = 0;
+    const read = limiter.run(
+      'thing',
+      async (ticket) => {
+        readAt = ticket.sentAt;
+      },
+      { tokens: 2 },
+    );
+    await time.runUntil(from + 60_000);
+    await read;
+    // Level -1 at worst (random 0): three tokens at the floor rate, less the relief for starving.
+    expect(readAt - from).toBeLessThanOrEqual(Math.ceil((3 * 1000) / floor));
+  });
+
   it('converge under the quota: the service stays busy, 429s stay a minority, nobody starves', async () => {
     await fc.assert(
       fc.asyncProperty(

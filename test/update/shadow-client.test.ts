@@ -235,6 +235,36 @@ describe('update', () => {
     expect(clock.slept).toEqual([9, 10, 49, 49]);
   });
 
+  it("cuts the thing's rate once for a write throttled again and again right behind its read, not per re-send", async () => {
+    const { service, clock, events } = setup();
+    service.write(lamp, { state: { desired: { count: 4 } } });
+    const inner = service.transport('app');
+    const throttle = { code: 429, message: 'Rate exceeded', errorType: 'ThrottlingException' } as const;
+    const transport: ShadowTransport = {
+      ...inner,
+      get: async (target) => {
+        const document = await inner.get(target);
+        for (let i = 0; i < 6; i++) service.injected.push(throttle);
+        return document;
+      },
+    };
+    const client = createShadowClient({
+      transport,
+      clock,
+      random: () => 0.5,
+      useKnownDocuments: false,
+      onEvent: (event) => events.push(event),
+    });
+    await client.shadow('lamp').update((current) => ({ desired: { count: count(current) + 1 } }));
+    const rates = events
+      .filter((e) => e.type === 'throttled' && e.source === 'service')
+      .map((e) => (e as { ratePerSecond: number }).ratePerSecond);
+    expect(rates).toHaveLength(6);
+    // One cut, from 95 % of 20 to half of it; the rate in use only rises a little while only 429s arrive.
+    for (const rate of rates) expect(rate).toBeGreaterThanOrEqual(9.5);
+    expect(Math.max(...rates)).toBeLessThan(10);
+  });
+
   it('scales the waits after a 409 with the measured answer time when that is short, never above baseDelayMs', async () => {
     // Every answer takes 3 ms of the injected clock: the base becomes 2 x 3 = 6 ms instead of 20.
     const service = new InMemoryShadowServiceDouble();
