@@ -336,21 +336,16 @@ describe('actions', () => {
   });
 
   it('a republish to $$aws/things/<t>/shadow/update updates the shadow like a device publish', async () => {
+    await watcher.subscribe('$aws/things/ac-9/shadow/update/accepted', 1);
     await device.client.publishAsync('relay/ac-9', JSON.stringify({ state: { desired: { power: 'on' } } }), {
       qos: 1,
     });
-    const document = await (async () => {
-      const deadline = Date.now() + 5000;
-      for (;;) {
-        try {
-          const out = await sdk.send(new GetThingShadowCommand({ thingName: 'ac-9' }));
-          return JSON.parse(Buffer.from(out.payload as Uint8Array).toString('utf8')) as unknown;
-        } catch (error) {
-          if (Date.now() > deadline) throw error;
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-      }
-    })();
+    expect((await watcher.take('$aws/things/ac-9/shadow/update/accepted')).json).toMatchObject({
+      state: { desired: { power: 'on' } },
+      version: 1,
+    });
+    const out = await sdk.send(new GetThingShadowCommand({ thingName: 'ac-9' }));
+    const document = JSON.parse(Buffer.from(out.payload as Uint8Array).toString('utf8')) as unknown;
     expect(document).toMatchObject({ state: { desired: { power: 'on' } }, version: 1 });
     expect(stats('relay').actionsSucceeded).toBe(1);
   });
