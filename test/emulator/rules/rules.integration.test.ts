@@ -28,14 +28,17 @@ interface Invocation {
   context: Context;
 }
 
-async function eventually<T>(check: () => T | undefined, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = check();
-    if (result !== undefined && result !== false) return result;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+/**
+ * Checks `check` once every rule action started so far finished. Callers first make sure the message reached
+ * the rules: a QoS 1 publish is handed to them before the broker acknowledges it, an HTTP Publish before the
+ * answer, the service's own messages as they are sent, and a republish (through the embedded broker) while
+ * the action that made it still runs.
+ */
+async function eventually<T>(check: () => T | undefined, what: string): Promise<T> {
+  await service.rules.idle();
+  const result = check();
+  if (result === undefined || result === false) throw new Error(`not done once the rules were idle: ${what}`);
+  return result;
 }
 
 const illegal: Invocation[] = [];
@@ -247,8 +250,16 @@ describe('last will messages', () => {
         },
       },
     });
-    // An ungraceful disconnect makes the broker publish the will.
+    // An ungraceful disconnect makes the broker publish the will; the rules' listener was added first.
+    const willSeen = new Promise<void>((resolve) => {
+      const stop = service.mqtt.onClientPublish((publish) => {
+        if (!publish.will) return;
+        stop();
+        resolve();
+      });
+    });
     dying.client.stream.destroy();
+    await willSeen;
     await eventually(() => illegal.length > before, 'the rule on the will');
     expect(illegal[before]?.event).toEqual({ ...will, device_id: 'ac-lwt' });
     await dying.client.endAsync(true);
