@@ -9,6 +9,7 @@
  * moment at which a delayed message leaves depends on the timer.
  */
 import { ShadowOptionsError } from '../errors.js';
+import { SYSTEM_TIMER_CLOCK, type TimerClock } from '../mqtt-session/timer-clock.js';
 
 /** Which faults to inject; every probability is in [0, 1] and applies to each message independently. */
 export interface FaultOptions {
@@ -177,7 +178,7 @@ export interface FaultInjector<T> {
 interface Pending<T> {
   seq: number;
   message: T;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: unknown;
 }
 
 /**
@@ -185,6 +186,7 @@ interface Pending<T> {
  *
  * @param deliver - sends one message for real (for example, publishes it on the broker)
  * @param faults - initial faults; none by default
+ * @param clock - owns the timers of delayed and held messages (tests pass a fake one); Node's by default
  * @returns the injector
  * @throws ShadowOptionsError when `faults` is invalid (see {@link resolveFaultOptions})
  * @example
@@ -194,13 +196,14 @@ interface Pending<T> {
 export function createFaultInjector<T>(
   deliver: (message: T) => void,
   faults?: FaultOptions,
+  clock: TimerClock = SYSTEM_TIMER_CLOCK,
 ): FaultInjector<T> {
   let options = resolveFaultOptions(faults);
   let random = createSeededRandom(options.seed);
   let seq = 0;
   let closed = false;
   const held: Pending<T>[] = [];
-  let heldTimer: ReturnType<typeof setTimeout> | undefined;
+  let heldTimer: unknown;
   const delayed = new Map<number, Pending<T>>();
   const counts: FaultStats = {
     submitted: 0,
@@ -221,7 +224,7 @@ export function createFaultInjector<T>(
   }
 
   function releaseHeld(): void {
-    if (heldTimer !== undefined) clearTimeout(heldTimer);
+    if (heldTimer !== undefined) clock.clearTimer(heldTimer);
     heldTimer = undefined;
     for (const entry of held.splice(0)) send(entry.message);
   }
@@ -232,7 +235,7 @@ export function createFaultInjector<T>(
       const [min, max] = options.delayMs;
       const wait = min + Math.floor(random() * (max - min + 1));
       const entry: Pending<T> = { seq: seq++, message, timer: undefined };
-      entry.timer = setTimeout(() => {
+      entry.timer = clock.setTimer(() => {
         delayed.delete(entry.seq);
         send(entry.message);
       }, wait);
@@ -242,7 +245,7 @@ export function createFaultInjector<T>(
     if (options.reorder > 0 && random() < options.reorder) {
       counts.reordered++;
       held.push({ seq: seq++, message, timer: undefined });
-      heldTimer ??= setTimeout(releaseHeld, options.reorderWindowMs);
+      heldTimer ??= clock.setTimer(releaseHeld, options.reorderWindowMs);
       return;
     }
     send(message);
@@ -281,10 +284,10 @@ export function createFaultInjector<T>(
       active = false;
       const pending = [...held.splice(0), ...delayed.values()].sort((a, b) => a.seq - b.seq);
       delayed.clear();
-      if (heldTimer !== undefined) clearTimeout(heldTimer);
+      if (heldTimer !== undefined) clock.clearTimer(heldTimer);
       heldTimer = undefined;
       for (const entry of pending) {
-        if (entry.timer !== undefined) clearTimeout(entry.timer);
+        if (entry.timer !== undefined) clock.clearTimer(entry.timer);
         send(entry.message);
       }
     },
@@ -292,10 +295,10 @@ export function createFaultInjector<T>(
     stats: () => ({ ...counts }),
     close() {
       closed = true;
-      if (heldTimer !== undefined) clearTimeout(heldTimer);
+      if (heldTimer !== undefined) clock.clearTimer(heldTimer);
       heldTimer = undefined;
       held.length = 0;
-      for (const entry of delayed.values()) if (entry.timer !== undefined) clearTimeout(entry.timer);
+      for (const entry of delayed.values()) if (entry.timer !== undefined) clock.clearTimer(entry.timer);
       delayed.clear();
     },
   };

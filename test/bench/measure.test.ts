@@ -100,6 +100,7 @@ describe('measureGroup (timed)', () => {
         opsPerCall: 2,
         minIterations: 2,
         tasks: [
+          // Real time on purpose: measureGroup measures wall-clock throughput.
           { name: 'slow', fn: () => new Promise((resolve) => setTimeout(resolve, 2)) },
           { name: 'fast', fn: () => ++calls },
         ],

@@ -18,6 +18,8 @@ import {
   writeDesired,
 } from './service-fixture.js';
 
+// Real waits on purpose: an end-to-end property (real service with fault injection, a restart, the agent on
+// the system clock); a slow actuator and paced writes make deltas overtake each other in wall-clock time.
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One app write to `desired`: a few keys set, sometimes one removed. */

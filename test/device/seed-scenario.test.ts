@@ -23,6 +23,8 @@ import {
   waitFor,
 } from './service-fixture.js';
 
+// Real waits on purpose: this scenario is end to end (real service, real SDK over HTTP, real MQTT, the agent on
+// the system clock); WAN latency and the app's pace are wall-clock behaviour that the races depend on.
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**

@@ -104,6 +104,7 @@ export async function restartService(
   const httpPort = Number(new URL(service.httpEndpoint).port);
   const mqttPort = Number(new URL(service.mqttUrl).port);
   await service.close();
+  // A real outage on purpose: agents under test reconnect on the system clock against a real service.
   if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
   return startService({ ...options, httpPort, mqttPort });
 }

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { createServer, connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
@@ -11,6 +12,7 @@ import { MessageFifo } from '../../src/emulator/message-fifo.js';
 import { filterWithin } from '../../src/emulator/topic-filter.js';
 import { isShadowError } from '../../src/errors.js';
 import { connectTestClient } from './mqtt-test-client.js';
+import { connectPacket } from './security/raw-mqtt.js';
 
 describe('filterWithin (MQTT filter containment)', () => {
   it.each([
@@ -157,10 +159,14 @@ describe('startBroker', () => {
         return original.call(this, noDelay);
       };
       try {
+        // A bare socket (this side never calls setNoDelay): the CONNACK proves the server accepted the socket,
+        // and its hook runs on accept, before the broker reads a byte.
         const raw = netConnect(broker.port, '127.0.0.1');
-        await new Promise((resolve) => raw.once('connect', resolve));
-        await new Promise((resolve) => setTimeout(resolve, 30));
+        await once(raw, 'connect');
+        raw.write(connectPacket('nagle'));
+        const [connack] = (await once(raw, 'data')) as [Buffer];
         raw.destroy();
+        expect(connack[0]).toBe(0x20);
       } finally {
         Socket.prototype.setNoDelay = original;
       }

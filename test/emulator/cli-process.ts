@@ -46,16 +46,33 @@ export interface ServeEndpoints {
 const LINE = /^(http:\/\/[^\s]+) (mqtts?:\/\/[^\s]+)\n/;
 
 /** Waits for the one line `serve` prints once it accepts connections. */
-export async function waitForEndpoints(cli: CliProcess, timeoutMs = 15_000): Promise<ServeEndpoints> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const match = LINE.exec(cli.stdout());
-    if (match !== null)
-      return { httpEndpoint: match[1] as string, mqttUrl: match[2] as string, line: match[0] };
-    if (cli.child.exitCode !== null || cli.child.signalCode !== null)
-      throw new Error(`serve exited before printing its endpoints: ${cli.stderr()}`);
-    if (Date.now() > deadline)
-      throw new Error(`serve printed no endpoints within ${timeoutMs} ms: ${cli.stderr()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+export function waitForEndpoints(cli: CliProcess, timeoutMs = 15_000): Promise<ServeEndpoints> {
+  return new Promise((resolve, reject) => {
+    const stdout = cli.child.stdout;
+    // Checked on each chunk of output (spawnCli's own listener, added first, has collected it by then).
+    const check = () => {
+      const match = LINE.exec(cli.stdout());
+      if (match === null) return;
+      done();
+      resolve({ httpEndpoint: match[1] as string, mqttUrl: match[2] as string, line: match[0] });
+    };
+    const exited = () => {
+      done();
+      reject(new Error(`serve exited before printing its endpoints: ${cli.stderr()}`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`serve printed no endpoints within ${timeoutMs} ms: ${cli.stderr()}`));
+    }, timeoutMs);
+    function done(): void {
+      clearTimeout(timer);
+      stdout?.off('data', check);
+      cli.child.off('close', exited);
+    }
+    stdout?.on('data', check);
+    // 'close' (not 'exit'): every byte of output has been read by then, so the error shows all of stderr.
+    cli.child.once('close', exited);
+    check();
+    if (stdout?.closed === true) exited();
+  });
 }

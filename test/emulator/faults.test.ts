@@ -9,6 +9,7 @@ import {
 import { startMqttFront } from '../../src/emulator/mqtt-front.js';
 import { createShadowEngine } from '../../src/emulator/shadow-engine.js';
 import { isShadowError } from '../../src/errors.js';
+import { createFakeClock } from '../support/fake-clock.js';
 import { connectTestClient } from './mqtt-test-client.js';
 
 /** Feeds 0..n-1 synchronously through an injector (no delay fault, so everything is synchronous). */
@@ -89,30 +90,37 @@ describe('fault injector', () => {
 
   it('releases a held message after the reorder window when nothing else comes', async () => {
     const delivered: string[] = [];
-    const injector = createFaultInjector<string>((m) => delivered.push(m), {
-      reorder: 1,
-      reorderWindowMs: 5,
-    });
+    const clock = createFakeClock();
+    const injector = createFaultInjector<string>(
+      (m) => delivered.push(m),
+      { reorder: 1, reorderWindowMs: 5 },
+      clock,
+    );
     injector.submit('alone');
+    await clock.advance(4);
     expect(delivered).toEqual([]);
-    await new Promise((resolve) => setTimeout(resolve, 40));
+    await clock.advance(1);
     expect(delivered).toEqual(['alone']);
+    expect(clock.pendingTimers()).toBe(0);
     injector.close();
   });
 
   it('delays messages within the configured range', async () => {
     const delivered: { m: number; at: number }[] = [];
-    const start = Date.now();
-    const injector = createFaultInjector<number>((m) => delivered.push({ m, at: Date.now() - start }), {
-      delay: 1,
-      delayMs: [20, 30],
-    });
+    const clock = createFakeClock();
+    const start = clock.now();
+    const injector = createFaultInjector<number>(
+      (m) => delivered.push({ m, at: clock.now() - start }),
+      { delay: 1, delayMs: [20, 30] },
+      clock,
+    );
     injector.submit(1);
     injector.submit(2);
+    await clock.advance(19);
     expect(delivered).toEqual([]);
-    await new Promise((resolve) => setTimeout(resolve, 80));
+    await clock.advance(11);
     expect(delivered.map((d) => d.m).sort()).toEqual([1, 2]);
-    expect(delivered.every((d) => d.at >= 19)).toBe(true);
+    expect(delivered.every((d) => d.at >= 20 && d.at <= 30)).toBe(true);
     expect(injector.stats().delayed).toBe(2);
     injector.close();
   });
@@ -140,11 +148,18 @@ describe('fault injector', () => {
 
   it('close() discards pending messages and ignores later submissions', async () => {
     const delivered: number[] = [];
-    const injector = createFaultInjector<number>((m) => delivered.push(m), { delay: 1, delayMs: [5, 5] });
+    const clock = createFakeClock();
+    const injector = createFaultInjector<number>(
+      (m) => delivered.push(m),
+      { delay: 1, delayMs: [5, 5] },
+      clock,
+    );
     injector.submit(1);
+    expect(clock.pendingTimers()).toBe(1);
     injector.close();
+    expect(clock.pendingTimers()).toBe(0);
     injector.submit(2);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await clock.advance(30);
     expect(delivered).toEqual([]);
   });
 
@@ -196,11 +211,21 @@ describe('fault injection on the MQTT front', () => {
         '$aws/things/flaky/shadow/update/accepted',
         '$aws/things/flaky/shadow/update/documents',
       ]);
+      // The front's listener on the engine was added first: once the update's last message (documents) reaches
+      // this one, the front has applied the faults to both.
+      const documentsEmitted = new Promise<void>((resolve) => {
+        const stop = engine.onMessage((message) => {
+          if (!message.topic.endsWith('/update/documents')) return;
+          stop();
+          resolve();
+        });
+      });
       await d.publish('$aws/things/flaky/shadow/update', {
         state: { reported: { n: 1 } },
         clientToken: 'lost',
       });
-      expect(await d.quiet('$aws/things/flaky/shadow/update/accepted', 100)).toBe(true);
+      await documentsEmitted;
+      expect(d.unread('$aws/things/flaky/shadow/update/accepted')).toEqual([]);
       // The update itself was applied: only the answer was lost.
       expect(engine.read({ thingName: 'flaky' })).toMatchObject({ version: 1 });
       // accepted + documents (no desired section, so no delta).
@@ -212,6 +237,7 @@ describe('fault injection on the MQTT front', () => {
         clientToken: 'twice',
       });
       const twice = await d.takeMany('$aws/things/flaky/shadow/update/accepted', 2);
+      // Also proves the lost answer did not come late: it would be the first of these.
       expect(twice.map((m) => m.json)).toEqual([twice[0]?.json, twice[0]?.json]);
       expect(twice[0]?.json).toMatchObject({ clientToken: 'twice', version: 2 });
 
@@ -224,7 +250,12 @@ describe('fault injection on the MQTT front', () => {
         clientToken: 'clean',
         version: 3,
       });
-      expect(await d.quiet('$aws/things/flaky/shadow/update/accepted', 50)).toBe(true);
+      // The update's documents message follows its accepted one: a second accepted copy would come before it.
+      for (;;) {
+        const documents = await d.take('$aws/things/flaky/shadow/update/documents');
+        if ((documents.json as { current: { version: number } }).current.version === 3) break;
+      }
+      expect(d.unread('$aws/things/flaky/shadow/update/accepted')).toEqual([]);
       await d.close();
     } finally {
       await front.close();

@@ -102,6 +102,10 @@ describe.each([5, 4] as const)('persistent session of the service client (MQTT %
     const ackTimes: number[] = [];
     let restarted = 0;
     const publishes: Promise<void>[] = [];
+    let fortyAcknowledged: () => void = () => {};
+    const someAcknowledged = new Promise<void>((resolve) => {
+      fortyAcknowledged = resolve;
+    });
     for (let n = 0; n < count; n++) {
       // Versioned: request n applies only on top of version n, so a second copy of it (QoS 1 is at least once
       // end to end) is refused with 409 instead of applying twice, and a lost or reordered request would stall
@@ -111,11 +115,12 @@ describe.each([5, 4] as const)('persistent session of the service client (MQTT %
         burst.publishAsync('$aws/things/burst/shadow/update', body, { qos: 1 }).then(() => {
           acknowledged.push(n);
           ackTimes.push(performance.now());
+          if (acknowledged.length === 40) fortyAcknowledged();
         }),
       );
       if (n === 80) {
         // Mid-burst: wait until some are acknowledged, then restart the broker under both clients.
-        while (acknowledged.length < 40) await new Promise((resolve) => setTimeout(resolve, 5));
+        await someAcknowledged;
         await mosquitto.restart();
         restarted = performance.now();
       }

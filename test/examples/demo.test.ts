@@ -193,11 +193,33 @@ function sum(values: number[]): number {
 describe('local system', () => {
   it('answers the app through set-desired as API Gateway would, and the unit follows', async () => {
     const applied: string[] = [];
+    let appliedOnFirst: () => void = () => {};
+    const firstApplied = new Promise<void>((resolve) => {
+      appliedOnFirst = resolve;
+    });
     const system = await startLocalSystem({
       devices: 2,
       illegalStateProbability: 0,
       sampleIntervalMs: 60_000,
-      onApplied: (thingName, values) => applied.push(`${thingName} ${JSON.stringify(values)}`),
+      onApplied: (thingName, values) => {
+        applied.push(`${thingName} ${JSON.stringify(values)}`);
+        if (thingName === 'aircon-1') appliedOnFirst();
+      },
+    });
+    // desired-cleanup's write shows as the update whose documents go from some desired values to none.
+    type Side = { state: { desired?: object } } | null;
+    const cleanedUp = new Promise<void>((resolve) => {
+      const stop = system.service.engine.onMessage((message) => {
+        if (message.topic !== '$aws/things/aircon-1/shadow/update/documents') return;
+        const { previous, current } = JSON.parse(new TextDecoder().decode(message.payload)) as {
+          previous: Side;
+          current: Side;
+        };
+        if (Object.keys(previous?.state.desired ?? {}).length === 0) return;
+        if (Object.keys(current?.state.desired ?? {}).length > 0) return;
+        stop();
+        resolve();
+      });
     });
     try {
       // aircon-1 starts off at 20 °C (the fleet alternates its initial settings).
@@ -207,18 +229,14 @@ describe('local system', () => {
       expect((await system.setDesired('aircon-9', { power: 'on' })).statusCode).toBe(404);
       const bad = await system.setDesired('aircon-2', { targetTemp: 99 });
       expect(bad.statusCode).toBe(400);
-      const deadline = Date.now() + 5_000;
-      while (system.fleet[0]?.settings().targetTemp !== 19 && Date.now() < deadline)
-        await new Promise((resolve) => setTimeout(resolve, 20));
+      await firstApplied;
       expect(system.fleet[0]?.settings()).toMatchObject({ power: 'on', targetTemp: 19 });
       expect(applied).toEqual(['aircon-1 {"power":"on","targetTemp":19}']);
       // desired-cleanup removes the values once the unit's report of them arrives.
       const desired = () =>
         (system.service.engine.read({ thingName: 'aircon-1' }) as { state: { desired?: object } }).state
           .desired;
-      const cleanupBy = Date.now() + 5_000;
-      while (Object.keys(desired() ?? {}).length > 0 && Date.now() < cleanupBy)
-        await new Promise((resolve) => setTimeout(resolve, 20));
+      await cleanedUp;
       await system.rulesIdle();
       expect(desired() ?? {}).toEqual({});
       expect(system.lambdaInstances()).toBe(1);

@@ -59,9 +59,14 @@ it('a new reminder item delivers each reminder to the device, one Wait apart', a
     },
   });
   const deltas: { sequence: number }[] = [];
+  let thirdDelta: () => void = () => {};
+  const threeDeltas = new Promise<void>((resolve) => {
+    thirdDelta = resolve;
+  });
   device.on('message', (_topic, payload) => {
     const reminder = JSON.parse(payload.toString()).state?.reminder;
     if (reminder !== undefined) deltas.push(reminder);
+    if (deltas.length === 3) thirdDelta();
   });
 
   const record = streamRecord('INSERT', reminderImage('filter-1', 'aircon-r', 3, 45), '1');
@@ -83,7 +88,6 @@ it('a new reminder item delivers each reminder to the device, one Wait apart', a
     message: 'clean the filter',
     sequence: 3,
   });
-  const deadline = Date.now() + 3000;
-  while (deltas.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  await threeDeltas;
   expect(deltas.map((reminder) => reminder.sequence)).toEqual([1, 2, 3]);
 });

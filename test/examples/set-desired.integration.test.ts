@@ -55,6 +55,8 @@ function churn(thing: string) {
         JSON.stringify({ state: { reported: { temperature: 20 + (reports++ % 10) / 10 } } }),
         { qos: 1 },
       );
+      // Real pacing on purpose: a device reporting on its own wall-clock schedule while the Lambda runs
+      // against the live service is the scenario (end to end); it only shapes the load.
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   })();

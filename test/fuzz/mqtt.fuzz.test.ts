@@ -95,7 +95,9 @@ const session = fc.record({
 async function play(bytes: Buffer[]): Promise<void> {
   const connection = await rawConnect(port);
   for (const chunk of bytes) if (!(await connection.write(chunk))) break;
-  // Give the broker a moment to act on the bytes (answering or closing), then hang up either way.
+  // Give the broker a moment to act on the bytes (answering or closing), then hang up either way. A real
+  // wait on purpose: the bytes are random, so a cut-off packet leaves the broker waiting for more and no
+  // message can prove it has read everything.
   await Promise.race([connection.closed, new Promise((resolve) => setTimeout(resolve, 20))]);
   connection.destroy();
   await connection.closed;

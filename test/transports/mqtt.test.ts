@@ -34,13 +34,28 @@ async function client(id: string): Promise<MqttClient> {
   return connected;
 }
 
-const waitFor = async (condition: () => boolean, timeoutMs = 2000) => {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-};
+/**
+ * Resolves once `condition` holds, checking it after each message `receiver` gets (its listeners run in the
+ * order they were added, so the transport's own handler has seen the message by then).
+ */
+const afterMessages = (receiver: MqttClient, condition: () => boolean, timeoutMs = 2000) =>
+  new Promise<void>((resolve, reject) => {
+    if (condition()) {
+      resolve();
+      return;
+    }
+    const check = () => {
+      if (!condition()) return;
+      clearTimeout(timer);
+      receiver.off('message', check);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      receiver.off('message', check);
+      reject(new Error('condition not met in time'));
+    }, timeoutMs);
+    receiver.on('message', check);
+  });
 
 describe('mqttTransport', () => {
   it('gets undefined for a missing shadow, then updates, reads and deletes it (classic and named)', async () => {
@@ -111,14 +126,15 @@ describe('mqttTransport', () => {
   });
 
   it('keeps the current document from update/documents and the re-create version from delete/accepted', async () => {
-    const watcher = mqttTransport(await client('app-watch'));
+    const watcherClient = await client('app-watch');
+    const watcher = mqttTransport(watcherClient);
     const writer = mqttTransport(await client('app-writer'));
     const target = { thingName: 'watched-1', shadowName: 'cfg' };
     await watcher.get(target); // subscribes
     expect(watcher.known(target)).toBeUndefined();
     await writer.update(target, { state: { desired: { mode: 'cool' } } });
     await writer.update(target, { state: { desired: { fan: 2 } } });
-    await waitFor(() => {
+    await afterMessages(watcherClient, () => {
       const known = watcher.known(target);
       return known?.exists === true && known.document.version === 2;
     });
@@ -127,7 +143,7 @@ describe('mqttTransport', () => {
       document: { state: { desired: { mode: 'cool', fan: 2 } } },
     });
     await writer.delete(target);
-    await waitFor(() => watcher.known(target)?.exists === false);
+    await afterMessages(watcherClient, () => watcher.known(target)?.exists === false);
     expect(watcher.known(target)).toEqual({ exists: false, version: 3 });
     await Promise.all([watcher.close(), writer.close()]);
   });
@@ -153,8 +169,16 @@ describe('mqttTransport', () => {
     await transport.get(target);
     service.mqtt.faults.set({ drop: 1 });
     try {
+      // In flight once the service received it (its answer is then dropped).
+      const received = new Promise<void>((resolve) => {
+        const stop = service.mqtt.onClientPublish((publish) => {
+          if (publish.topic !== '$aws/things/close-1/shadow/get') return;
+          stop();
+          resolve();
+        });
+      });
       const inFlight = transport.get(target).catch((e: unknown) => e);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await received;
       await transport.close();
       expect(await inFlight).toBeInstanceOf(ShadowTransportError);
     } finally {
@@ -201,7 +225,7 @@ describe('mqttTransport', () => {
     await transport.close();
     const writer = mqttTransport(await client('app-own-documents-writer'));
     await writer.update(target, { state: { reported: { on: true } } });
-    await waitFor(() => heard.includes(documentsTopic));
+    await afterMessages(raw, () => heard.includes(documentsTopic));
     await writer.close();
   });
 
