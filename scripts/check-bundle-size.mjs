@@ -9,11 +9,10 @@
 import { build } from 'esbuild';
 
 /** The budget, in bytes of minified output. */
-// Goal 40 KB (issue #11): met in ESM (39,866 bytes), not yet in CommonJS (40,339; esbuild's CommonJS export
-// helpers cost ~470 bytes more). Was 41.9 / 42.3 KB; what is left to cut lies in the update engine (its Engine
-// class's private members as `#private` names, which a minifier shortens: about -485 bytes). A ratchet: lower
-// it as the bundle shrinks (to 40_000 once both formats are at most 39 KB), never raise it.
-export const LAMBDA_BUNDLE_BUDGET_BYTES = 41_000;
+// Goal 40 KB (issue #11): met, 39,365 bytes ESM / 39,837 CommonJS (esbuild's CommonJS export helpers cost ~470
+// bytes more); was 41.9 / 42.3 KB. The budget is the goal itself: new code in the engine's path must pay for
+// itself (`--modules` shows where the bytes go). A ratchet: never raise it.
+export const LAMBDA_BUNDLE_BUDGET_BYTES = 40_000;
 
 /** A Lambda that updates shadows, as an app writes it. */
 export const LAMBDA_SOURCE = `

@@ -143,17 +143,10 @@ export const SHADOW_CLIENT_DEFAULTS = Object.freeze({
   useKnownDocuments: 'auto' as boolean | 'auto',
 });
 
+/** The options with a default, and those without one. */
 const KNOWN_KEYS = new Set<string>([
+  ...Object.keys(SHADOW_CLIENT_DEFAULTS),
   'transport',
-  'maxAttempts',
-  'maxElapsedMs',
-  'baseDelayMs',
-  'maxDelayMs',
-  'requestsPerSecondPerThing',
-  'maxInFlightPerThing',
-  'adaptiveRate',
-  'coalesce',
-  'useKnownDocuments',
   'limits',
   'onEvent',
   'logger',
