@@ -191,16 +191,7 @@ export function findDynamicSecurityPlugin(): string | undefined {
     '/usr/local/lib',
     '/opt/homebrew/lib',
   ];
-  for (const dir of dirs) {
-    const candidate = join(dir, 'mosquitto_dynamic_security.so');
-    try {
-      accessSync(candidate, constants.R_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  return undefined;
+  return firstInDirs(dirs, 'mosquitto_dynamic_security.so', constants.R_OK);
 }
 
 /**
@@ -211,11 +202,16 @@ export function findDynamicSecurityPlugin(): string | undefined {
  */
 export function findMosquitto(): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/sbin'];
+  return firstInDirs(dirs, 'mosquitto', constants.X_OK);
+}
+
+/** The first `dir/name` accessible with `mode`, in the order of `dirs` (empty entries skipped). */
+function firstInDirs(dirs: readonly string[], name: string, mode: number): string | undefined {
   for (const dir of dirs) {
     if (dir === '') continue;
-    const candidate = join(dir, 'mosquitto');
+    const candidate = join(dir, name);
     try {
-      accessSync(candidate, constants.X_OK);
+      accessSync(candidate, mode);
       return candidate;
     } catch {
       // keep looking

@@ -3,10 +3,11 @@
  * starts in `beforeAll` and stops in `afterAll`. A missing mosquitto fails the test with a clear message.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { findMosquitto } from '../../src/emulator/managed-mosquitto.js';
 
 /** A port that was free on 127.0.0.1 a moment ago. */
 export function freePort(): Promise<number> {
@@ -20,18 +21,10 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The mosquitto binary: Debian puts it in /usr/sbin, which is not always on a non-root PATH. */
-function findMosquitto(): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/sbin'];
-  for (const dir of dirs) {
-    const candidate = join(dir, 'mosquitto');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
+/** The mosquitto binary, found as the service finds it; a missing one fails the test with a clear message. */
+function mosquittoPath(): string {
+  const path = findMosquitto();
+  if (path !== undefined) return path;
   throw new Error(
     'mosquitto is not installed: the external-broker tests need it (Debian: apt-get install -y mosquitto; npm test installs it when run as root)',
   );
@@ -72,7 +65,7 @@ export interface Mosquitto {
  * @param extraConfig - lines added to the generated configuration; `dir` is the process's own temp directory
  */
 export async function startMosquitto(extraConfig: (dir: string) => string[] = () => []): Promise<Mosquitto> {
-  const binary = findMosquitto();
+  const binary = mosquittoPath();
   const dir = mkdtempSync(join(tmpdir(), 'shadow-sync-mosquitto-'));
   const port = await freePort();
   const config = join(dir, 'mosquitto.conf');
