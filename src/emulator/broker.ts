@@ -355,9 +355,7 @@ export function resolveBrokerOptions(options: BrokerOptions = {}): ResolvedBroke
       options.connectionQuotas === false
         ? undefined
         : resolveConnectionQuotas(
-            options.connectionQuotas === undefined || options.connectionQuotas === true
-              ? {}
-              : options.connectionQuotas,
+            typeof options.connectionQuotas === 'object' ? options.connectionQuotas : {},
           ),
     clock: options.clock ?? (() => performance.now()),
     logger: options.logger ?? SILENT,
